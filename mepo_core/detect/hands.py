@@ -1,0 +1,68 @@
+"""Hands of one person from their body landmarks, as MediaPipe Holistic does.
+
+ROI from the body's wrist / pinky / index landmarks (HandDetectionsFromPoseToRects, x2.7, shifted -0.1),
+optionally refined by hand_recrop.tflite (256x256 -> 2 alignment points), then hand_landmark_full.tflite
+(224x224). Hand model outputs (sorted by name): Identity (63,) = 21 x (x, y, z) crop pixels,
+Identity_1 (1,) presence, Identity_2 (1,) handedness (probability of a right hand), Identity_3 (63,) world.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .roi import crop_points_to_frame, crop_roi, roi_from_alignment_points, transform_roi
+from .tflite import TfliteModel
+
+# BlazePose indices of (wrist, pinky, index) per side of the person.
+BODY_HAND_POINTS = {"left": (15, 17, 19), "right": (16, 18, 20)}
+
+
+def hand_roi_from_body(body_2d: np.ndarray, side: str) -> np.ndarray:
+    """(33, 3) body landmarks -> (5,) hand search ROI: centre at the estimated middle-finger knuckle."""
+    wrist, pinky, index = (body_2d[i, :2].astype(np.float64) for i in BODY_HAND_POINTS[side])
+    middle = (2.0 * index + pinky) / 3.0
+    roi = roi_from_alignment_points(middle, middle + (middle - wrist) / 1.0, 90.0)
+    roi[2:4] /= 1.0
+    roi[0:2] = middle
+    return transform_roi(roi, scale=2.7, shift_y=-0.1)
+
+
+@dataclass
+class HandResult:
+    points: np.ndarray    # (21, 3) x, y frame pixels + relative z pixels
+    presence: float
+    right_prob: float     # the model's probability that this is a right hand
+    roi: np.ndarray
+
+
+class HandLandmarker:
+    """``estimate(image, body_2d, side) -> HandResult | None`` for side in {"left", "right"} (the person's)."""
+
+    def __init__(self, num_threads: int = 2, recrop: bool = True, min_presence: float = 0.5,
+                 min_wrist_visibility: float = 0.1):
+        self.model = TfliteModel("hand_landmark/hand_landmark_full.tflite", num_threads)
+        self.recrop = TfliteModel("holistic_landmark/hand_recrop.tflite", num_threads) if recrop else None
+        self.min_presence, self.min_wrist_visibility = min_presence, min_wrist_visibility
+
+    def roi(self, image: np.ndarray, body_2d: np.ndarray, side: str) -> np.ndarray:
+        roi = hand_roi_from_body(body_2d, side)
+        if self.recrop is None:
+            return transform_roi(roi, scale=1.0 / 2.7 * 2.0)
+        size = self.recrop.input_size
+        (points,) = self.recrop.run(crop_roi(image, roi, size))
+        centre, edge = crop_points_to_frame(points.reshape(2, 2), roi, size)[:, :2]
+        return transform_roi(roi_from_alignment_points(centre, edge, -90.0), shift_y=-0.1)
+
+    def estimate(self, image: np.ndarray, body_2d: np.ndarray, side: str) -> HandResult | None:
+        if body_2d[BODY_HAND_POINTS[side][0], 2] < self.min_wrist_visibility:
+            return None
+        roi = self.roi(image, body_2d, side)
+        if roi[2] < 4:
+            return None
+        size = self.model.input_size
+        raw, presence, handedness, _world = self.model.run(crop_roi(image, roi, size))
+        if presence[0] < self.min_presence:
+            return None
+        points = crop_points_to_frame(raw.reshape(21, 3), roi, size)
+        return HandResult(points, float(presence[0]), float(handedness[0]), roi)

@@ -1,0 +1,131 @@
+"""Multi-person whole-body landmarks: tiled BlazePose detection, per-person pose landmarks tracked from frame
+to frame by their ROI (as MediaPipe does for one person), then hands and face from each body."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from mepo_core.records import FrameRecord, Landmarks, Person
+
+from .face import FaceLandmarker
+from .hands import BODY_HAND_POINTS, HandLandmarker
+from .pose_detector import PoseDetector
+from .pose_landmarks import PoseLandmarkModel
+
+WRIST = {"left": 15, "right": 16}
+
+
+def landmark_box(body_2d: np.ndarray, min_visibility: float = 0.3) -> np.ndarray:
+    """(33, 3) -> (4,) box around the body landmarks that are likely visible (all of them if too few)."""
+    visible = body_2d[body_2d[:, 2] >= min_visibility]
+    points = visible if len(visible) >= 4 else body_2d
+    return np.concatenate([points[:, :2].min(0), points[:, :2].max(0)])
+
+
+def keep_distinct(results: list, boxes: np.ndarray, iou_threshold: float, containment: float = 0.8) -> list[int]:
+    """Indices of results left after dropping ROIs that converged on the same person: a landmark box that
+    overlaps a kept one (IoU) or lies mostly inside a larger kept one (a "person" fitted to someone's legs).
+    Larger, more confident bodies are kept first."""
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) if len(boxes) else np.zeros(0)
+    order = sorted(range(len(results)), key=lambda i: (-round(results[i].presence, 2), -area[i]))
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            lt = np.maximum(boxes[i, :2], boxes[kept, :2])
+            rb = np.minimum(boxes[i, 2:], boxes[kept, 2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+            iou = inter / np.maximum(area[i] + area[kept] - inter, 1e-9)
+            inside = inter / np.maximum(area[i], 1e-9)
+            if iou.max() > iou_threshold or (inside > containment).any():
+                continue
+        kept.append(i)
+    return kept
+
+
+class WholeBodyLandmarker:
+    """Fills ``frame.people`` with ``Person(box, score, landmarks)``.
+
+    Video mode (``still_image=False``) tracks each person's ROI from the previous frame and runs the tiled
+    detector every ``detect_every`` frames or when someone was lost; image mode always detects.
+    ``timings`` holds the last frame's milliseconds per stage."""
+
+    def __init__(self, hands: bool = True, face: bool = True, num_threads: int = 2, max_people: int = 10,
+                 detect_every: int = 10, still_image: bool = False, zooms=(1, 2), min_presence: float = 0.5,
+                 dedupe_iou: float = 0.4, with_mask: bool = False, max_detection_tilt_deg: float = 100.0):
+        self.detector = PoseDetector(num_threads, zooms=zooms)
+        self.body = PoseLandmarkModel(num_threads, with_mask=with_mask)
+        self.hands = HandLandmarker(num_threads) if hands else None
+        self.face = FaceLandmarker(num_threads) if face else None
+        self.max_people, self.detect_every, self.still_image = max_people, detect_every, still_image
+        self.min_presence, self.dedupe_iou = min_presence, dedupe_iou
+        # New people are assumed roughly upright: tilted detections are mostly limbs seen in zoomed tiles.
+        self.max_tilt = np.radians(max_detection_tilt_deg)
+        self.timings: dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._tracked_rois: list[np.ndarray] = []
+        self._frames_since_detection = 0
+        self._lost_someone = True
+
+    def process(self, frame: FrameRecord) -> FrameRecord:
+        image = frame.image
+        timings: dict[str, float] = defaultdict(float)
+        rois = list(self._tracked_rois)
+        if self.still_image or self._lost_someone or self._frames_since_detection >= self.detect_every:
+            start = time.perf_counter()
+            found = self.detector.detect(image)
+            timings["detect"] += _ms(start)
+            rois += [roi for roi in found.rois() if abs(roi[4]) <= self.max_tilt]
+            self._frames_since_detection = 0
+        self._frames_since_detection += 1
+
+        start = time.perf_counter()
+        results = [r for r in (self.body.estimate(image, roi) for roi in rois) if r.presence >= self.min_presence]
+        timings["pose"] += _ms(start)
+        boxes = np.array([landmark_box(r.landmarks.body_2d) for r in results]).reshape(-1, 4)
+        kept = keep_distinct(results, boxes, self.dedupe_iou)[: self.max_people]
+        self._lost_someone = len(kept) < len(self._tracked_rois)
+        self._tracked_rois = [results[i].next_roi for i in kept]
+
+        frame.people = []
+        for i in kept:
+            landmarks = results[i].landmarks
+            if self.hands is not None:
+                start = time.perf_counter()
+                self._add_hands(image, landmarks)
+                timings["hands"] += _ms(start)
+            if self.face is not None:
+                start = time.perf_counter()
+                face = self.face.estimate(image, landmarks.body_2d)
+                if face is not None:
+                    landmarks.face_3d = face.points
+                    landmarks.face_2d = np.column_stack([face.points[:, :2], np.full(len(face.points), face.presence)])
+                timings["face"] += _ms(start)
+            frame.people.append(Person(box=boxes[i].astype(np.float32), score=landmarks.body_score,
+                                       landmarks=landmarks))
+        self.timings = dict(timings)
+        return frame
+
+    def _add_hands(self, image: np.ndarray, landmarks: Landmarks) -> None:
+        """Run both hands; keep a hand only if its wrist is nearer its own body wrist than the other one
+        (an occluded hand's ROI often slides onto the visible hand) and the model's handedness agrees."""
+        body = landmarks.body_2d
+        for side, other in (("left", "right"), ("right", "left")):
+            hand = self.hands.estimate(image, body, side)
+            if hand is None:
+                continue
+            own = np.linalg.norm(hand.points[0, :2] - body[WRIST[side], :2])
+            far = np.linalg.norm(hand.points[0, :2] - body[WRIST[other], :2])
+            contradicts = hand.right_prob > 0.9 if side == "left" else hand.right_prob < 0.1
+            if own > far or (contradicts and body[WRIST[side], 2] < 0.5):
+                continue
+            points_2d = np.column_stack([hand.points[:, :2], np.full(21, hand.presence)]).astype(np.float32)
+            setattr(landmarks, f"{side}_hand_2d", points_2d)
+            setattr(landmarks, f"{side}_hand_3d", hand.points.astype(np.float32))
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,93 @@
+"""Landmarks of all people in a frame -> SMPL-X parameters, joints and 2D keypoints in one batched step."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..records import FrameRecord, SmplxParams
+from .fit import BatchRefiner, project, solve_translation
+from .ik import solve_ik
+from .joint_map import NUM_OUTPUT_JOINTS
+from .kinematics import SkeletonFK
+from .rotations import axis_angle_to_matrix
+from .targets import build_targets
+
+JAW_OPEN_GAIN, JAW_MAX = 2.2, 0.45   # mouth-opening fraction of face height -> jaw pitch (rad)
+
+
+class SmplxEstimator:
+    """IK initialisation + batched refinement. ``estimate(frame)`` fills every person's params and joints."""
+
+    def __init__(self, body_model, refine_iterations: int = 10, with_vertices: bool = False):
+        torch.set_grad_enabled(True)
+        self.body_model = body_model
+        self.fk = SkeletonFK(body_model)
+        self.refiner = BatchRefiner(self.fk, iterations=refine_iterations)
+        self.with_vertices = with_vertices
+        rest = self.fk.rest_zero
+        self.rest_hand_length = float((rest[28] - rest[20]).norm())
+        self.hand_mean = {side: _hand_mean(body_model, side) for side in ("left", "right")}
+        self.num_betas = 10
+
+    def estimate(self, frame: FrameRecord, betas_hint: dict[int, np.ndarray] | None = None) -> FrameRecord:
+        people = [p for p in frame.people if p.landmarks is not None]
+        if not people:
+            return frame
+        targets = [build_targets(p.landmarks, self.rest_hand_length) for p in people]
+        T = torch.as_tensor(np.stack([t.points3d for t in targets]))
+        conf3 = torch.as_tensor(np.stack([t.conf3d for t in targets]))
+        kp2d = torch.as_tensor(np.stack([t.points2d for t in targets]))
+        betas = torch.zeros(len(people), self.num_betas)
+        if betas_hint:
+            for i, p in enumerate(people):
+                if p.track_id in betas_hint:
+                    betas[i] = torch.as_tensor(betas_hint[p.track_id])
+        scale2d = torch.as_tensor([max(p.box[3] - p.box[1], p.box[2] - p.box[0], 1.0) for p in people],
+                                  dtype=torch.float32)
+        cam = frame.camera
+        with torch.no_grad():
+            J = self.fk.rest_joints(betas)
+            R = solve_ik(J, T, conf3)
+            joints0, _ = self.fk.forward(R, betas)
+            transl0 = solve_translation(joints0, kp2d, cam)
+        rotvec, betas, transl = self.refiner(R, betas, transl0, T, conf3, kp2d, cam, scale2d)
+        params = self._params(rotvec, betas, transl, targets)
+        with torch.no_grad():
+            verts, joints = self.body_model.forward({k: torch.as_tensor(np.stack([getattr(p, k) for p in params]))
+                                                     for k in SmplxParams.KEYS})
+        joints = joints[:, :NUM_OUTPUT_JOINTS]
+        kp = project(joints, cam).numpy()
+        conf = kp2d[..., 2].numpy()
+        for i, person in enumerate(people):
+            person.params = params[i]
+            person.joints3d = joints[i].numpy().astype(np.float32)
+            person.keypoints2d = np.concatenate([kp[i], conf[i][:, None]], 1).astype(np.float32)
+            person.vertices = verts[i].numpy() if self.with_vertices else None
+        return frame
+
+    def _params(self, rotvec: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, targets) -> list[SmplxParams]:
+        rv = rotvec.detach().numpy().astype(np.float32)
+        out = []
+        for i, tg in enumerate(targets):
+            p = SmplxParams.zeros()
+            p.global_orient = rv[i, 0]
+            p.body_pose = rv[i, 1:22].reshape(-1)
+            jaw = min(max(tg.jaw_open - 0.02, 0.0) * JAW_OPEN_GAIN, JAW_MAX)
+            p.jaw_pose = np.array([jaw, 0, 0], np.float32)
+            if tg.gaze is not None:
+                p.leye_pose = np.array([tg.gaze[0, 1], tg.gaze[0, 0], 0], np.float32)
+                p.reye_pose = np.array([tg.gaze[1, 1], tg.gaze[1, 0], 0], np.float32)
+            p.left_hand_pose = rv[i, 25:40].reshape(-1) - self.hand_mean["left"]
+            p.right_hand_pose = rv[i, 40:55].reshape(-1) - self.hand_mean["right"]
+            p.betas = betas[i].numpy().astype(np.float32)
+            p.transl = transl[i].numpy().astype(np.float32)
+            out.append(p)
+        return out
+
+
+def _hand_mean(body_model, side: str) -> np.ndarray:
+    """smplx adds a mean hand pose unless flat_hand_mean; IK gives absolute rotations, so subtract it."""
+    mean = getattr(body_model.smplx, f"{side}_hand_mean", None)
+    if mean is None or getattr(body_model.smplx, "flat_hand_mean", False):
+        return np.zeros(45, np.float32)
+    return mean.detach().numpy().reshape(-1).astype(np.float32)

@@ -1,0 +1,132 @@
+"""Twist-swing inverse kinematics: 3D joint targets -> SMPL-X local rotations, batched over people.
+
+Follows Eq. 1-4 of the multi-person IK/refinement paper: each bone's rotation is a swing that takes the
+template bone t_k onto the target bone p_k (Eq. 1-2) times a twist about t_k (Eq. 3), R = R_sw R_tw (Eq. 4).
+The paper regresses the twist's cos/sin with a network; here the twist comes in closed form from the next bone
+(the bend plane of elbow/knee must contain the hinge axis), and multi-child joints (pelvis, torso, head, wrist)
+are solved by aligning two-vector frames. Joints with no evidence keep the identity rotation.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .rotations import align_frames, fraction_of_rotation, normalize, rodrigues_cos_sin, swing
+from .joint_map import finger_chains
+
+PELVIS, L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3 = range(10)
+NECK, L_COLLAR, R_COLLAR, HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, JAW = range(12, 23)
+NOSE, R_EYE, L_EYE, R_EAR, L_EAR, L_BIG_TOE, L_SMALL_TOE, L_HEEL, R_BIG_TOE, R_SMALL_TOE, R_HEEL = range(55, 66)
+L_INDEX1, L_MIDDLE1, L_PINKY1 = 25, 28, 31
+R_INDEX1, R_MIDDLE1, R_PINKY1 = 40, 43, 46
+
+FORWARD = torch.tensor([0.0, 0.0, 1.0])  # SMPL-X body frame: x left, y up, z forward
+
+
+def twist_to_hinge(t: torch.Tensor, R_sw: torch.Tensor, hinge_rest: torch.Tensor, bend_normal: torch.Tensor,
+                   weight: torch.Tensor) -> torch.Tensor:
+    """Twist about template bone ``t`` so the child's hinge axis lines up with the observed bend normal.
+
+    t, hinge_rest, bend_normal (B, 3) in the parent frame; R_sw (B, 3, 3); weight (B,) in [0, 1] fades the twist
+    out when the limb is nearly straight (no bend plane). Returns R_tw (B, 3, 3) as in Eq. 3 (cos/sin form).
+    """
+    tn = normalize(t)
+    m = (R_sw.transpose(-1, -2) @ bend_normal[..., None])[..., 0]
+    m = normalize(m - (m * tn).sum(-1, keepdim=True) * tn)
+    a = normalize(hinge_rest - (hinge_rest * tn).sum(-1, keepdim=True) * tn)
+    phi = torch.atan2((torch.cross(a, m, dim=-1) * tn).sum(-1), (a * m).sum(-1))
+    phi = phi.clamp(-0.6 * math.pi, 0.6 * math.pi) * weight   # a near-180 twist means a hyper-extended reading
+    return rodrigues_cos_sin(tn, torch.cos(phi), torch.sin(phi))
+
+
+def limb(G_parent, J, T, a: int, b: int, c: int, bend_dir: torch.Tensor):
+    """Two-bone limb a->b->c (shoulder-elbow-wrist or hip-knee-ankle).
+
+    Returns local rotations of a and b (B, 3, 3) and the global rotation of b.
+    """
+    Gt = G_parent.transpose(-1, -2)
+    v = (Gt @ (T[:, b] - T[:, a])[..., None])[..., 0]
+    f = (Gt @ (T[:, c] - T[:, b])[..., None])[..., 0]
+    t = J[:, b] - J[:, a]
+    R_sw = swing(t, v)
+    cross = torch.cross(normalize(v), normalize(f), dim=-1)
+    bend = cross.norm(dim=-1)
+    hinge = torch.cross(normalize(t), bend_dir.expand_as(t), dim=-1)
+    weight = ((bend - 0.1) / 0.25).clamp(0, 1)
+    R_a = R_sw @ twist_to_hinge(t, R_sw, hinge, normalize(cross), weight)
+    G_a = G_parent @ R_a
+    v2 = (G_a.transpose(-1, -2) @ (T[:, c] - T[:, b])[..., None])[..., 0]
+    R_b = swing(J[:, c] - J[:, b], v2)
+    return R_a, R_b, G_a @ R_b
+
+
+def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """Local rotations from 3D joint targets.
+
+    J (B, 76, 3) rest joints (T-pose, incl. extra joints) of each person's shape;
+    T (B, 76, 3) target joint positions in camera-aligned axes (any origin); conf (B, 76) in [0, 1].
+    Returns (B, 55, 3, 3) local rotation matrices (global_orient at joint 0).
+    """
+    B = J.shape[0]
+    eye = torch.eye(3).expand(B, 55, 3, 3).clone()
+    R = list(eye.unbind(1))
+    mid = lambda X, i, j: 0.5 * (X[:, i] + X[:, j])
+
+    # Pelvis and torso: frames from the hip line / shoulder line and the trunk axis.
+    trunk_rest, trunk = mid(J, L_SHOULDER, R_SHOULDER) - J[:, PELVIS], mid(T, L_SHOULDER, R_SHOULDER) - mid(T, L_HIP, R_HIP)
+    G0 = align_frames(J[:, L_HIP] - J[:, R_HIP], trunk_rest, T[:, L_HIP] - T[:, R_HIP], trunk)
+    G_torso = align_frames(J[:, L_SHOULDER] - J[:, R_SHOULDER], trunk_rest, T[:, L_SHOULDER] - T[:, R_SHOULDER], trunk)
+    R[PELVIS] = G0
+    spine_step = fraction_of_rotation(G0.transpose(-1, -2) @ G_torso, 1.0 / 3.0)
+    R[SPINE1] = R[SPINE2] = R[SPINE3] = spine_step
+    G_spine3 = G0 @ spine_step @ spine_step @ spine_step
+
+    # Head from ears and nose, split between neck and head.
+    face_ok = (conf[:, [NOSE, L_EAR, R_EAR]].amin(-1) > 0.3)[:, None, None]
+    ear_rest, ear = mid(J, L_EAR, R_EAR), mid(T, L_EAR, R_EAR)
+    G_head = align_frames(J[:, L_EAR] - J[:, R_EAR], J[:, NOSE] - ear_rest, T[:, L_EAR] - T[:, R_EAR], T[:, NOSE] - ear)
+    half = fraction_of_rotation(G_spine3.transpose(-1, -2) @ G_head, 0.5)
+    R[NECK] = torch.where(face_ok, half, R[NECK])
+    R[HEAD] = torch.where(face_ok, half, R[HEAD])
+
+    # Arms (collars stay at rest) and legs.
+    for sh, el, wr in ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST)):
+        R[sh], R[el], _ = limb(G_spine3, J, T, sh, el, wr, FORWARD)
+    G_knees = {}
+    for hip, knee, ankle in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)):
+        R[hip], R[knee], G_knees[knee] = limb(G0, J, T, hip, knee, ankle, -FORWARD)
+    for knee, ankle, toe, heel in ((L_KNEE, L_ANKLE, L_BIG_TOE, L_HEEL), (R_KNEE, R_ANKLE, R_BIG_TOE, R_HEEL)):
+        ok = (torch.minimum(conf[:, toe], conf[:, heel]) > 0.3)[:, None, None]
+        G_foot = align_frames(J[:, toe] - J[:, heel], J[:, toe] - J[:, ankle], T[:, toe] - T[:, heel], T[:, toe] - T[:, ankle])
+        R[ankle] = torch.where(ok, G_knees[knee].transpose(-1, -2) @ G_foot, R[ankle])
+
+    # Wrists from the knuckle line and the palm axis; then fingers bone by bone (swing only).
+    G = _globals(R)
+    for side, wrist, elbow, idx, midd, pinky in (("left", L_WRIST, L_ELBOW, L_INDEX1, L_MIDDLE1, L_PINKY1),
+                                                  ("right", R_WRIST, R_ELBOW, R_INDEX1, R_MIDDLE1, R_PINKY1)):
+        ok = (conf[:, [idx, pinky]].amin(-1) > 0.2)[:, None, None]
+        G_w = align_frames(J[:, midd] - J[:, wrist], J[:, idx] - J[:, pinky],
+                           T[:, midd] - T[:, wrist], T[:, idx] - T[:, pinky])
+        R[wrist] = torch.where(ok, G[elbow].transpose(-1, -2) @ G_w, R[wrist])
+        G_parent_of = {wrist: G[elbow] @ R[wrist]}
+        for chain in finger_chains(side):
+            G_par = G_parent_of[wrist]
+            for j, child in zip(chain[:-1], chain[1:]):
+                v = (G_par.transpose(-1, -2) @ (T[:, child] - T[:, j])[..., None])[..., 0]
+                ok_f = (torch.minimum(conf[:, j], conf[:, child]) > 0.2)[:, None, None]
+                R[j] = torch.where(ok_f, swing(J[:, child] - J[:, j], v), R[j])
+                G_par = G_par @ R[j]
+    return torch.stack(R, 1)
+
+
+PARENTS_55 = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
+              20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
+              21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53]
+
+
+def _globals(R: list[torch.Tensor]) -> list[torch.Tensor]:
+    G = [R[0]]
+    for k in range(1, 55):
+        G.append(G[PARENTS_55[k]] @ R[k])
+    return G

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up MEPO Capture on a fresh Debian 12 machine with Python 3.11: system libraries (offscreen GL for the
+# overlay renderer), a virtual environment in .venv, the package and its test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+APT_PACKAGES="libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglib2.0-0"
+missing=""
+for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing system packages:$missing"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+# torch first and pinned, so pip does not re-resolve it against the other packages.
+python -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0"
+pip install -q -e ".[dev]"
+pip install -q --no-deps "pyrender==0.1.45"
+echo "setup: done ($(python -c 'import mepo_core, torch; print("torch", torch.__version__)'))"
