@@ -22,9 +22,7 @@ def hand_roi_from_body(body_2d: np.ndarray, side: str) -> np.ndarray:
     """(33, 3) body landmarks -> (5,) hand search ROI: centre at the estimated middle-finger knuckle."""
     wrist, pinky, index = (body_2d[i, :2].astype(np.float64) for i in BODY_HAND_POINTS[side])
     middle = (2.0 * index + pinky) / 3.0
-    roi = roi_from_alignment_points(middle, middle + (middle - wrist) / 1.0, 90.0)
-    roi[2:4] /= 1.0
-    roi[0:2] = middle
+    roi = roi_from_alignment_points(middle, 2.0 * middle - wrist, 90.0)   # side 2*|middle - wrist|
     return transform_roi(roi, scale=2.7, shift_y=-0.1)
 
 
@@ -47,8 +45,8 @@ class HandLandmarker:
 
     def roi(self, image: np.ndarray, body_2d: np.ndarray, side: str) -> np.ndarray:
         roi = hand_roi_from_body(body_2d, side)
-        if self.recrop is None:
-            return transform_roi(roi, scale=1.0 / 2.7 * 2.0)
+        if self.recrop is None:   # without the re-crop model: a tighter box around the pose-estimated hand
+            return transform_roi(roi, scale=0.75)
         size = self.recrop.input_size
         (points,) = self.recrop.run(crop_roi(image, roi, size))
         centre, edge = crop_points_to_frame(points.reshape(2, 2), roi, size)[:, :2]

@@ -18,7 +18,7 @@ JAW_OPEN_GAIN, JAW_MAX = 2.2, 0.45   # mouth-opening fraction of face height -> 
 class SmplxEstimator:
     """IK initialisation + batched refinement. ``estimate(frame)`` fills every person's params and joints."""
 
-    def __init__(self, body_model, refine_iterations: int = 10, with_vertices: bool = False):
+    def __init__(self, body_model, refine_iterations: int = 6, with_vertices: bool = False):
         torch.set_grad_enabled(True)
         self.body_model = body_model
         self.fk = SkeletonFK(body_model)
@@ -52,10 +52,15 @@ class SmplxEstimator:
             transl0 = solve_translation(joints0, kp2d, cam)
         rotvec, betas, transl = self.refiner(R, betas, transl0, T, conf3, kp2d, cam, scale2d)
         params = self._params(rotvec, betas, transl, targets)
+        stacked = {k: torch.as_tensor(np.stack([getattr(p, k) for p in params])) for k in SmplxParams.KEYS}
         with torch.no_grad():
-            verts, joints = self.body_model.forward({k: torch.as_tensor(np.stack([getattr(p, k) for p in params]))
-                                                     for k in SmplxParams.KEYS})
-        joints = joints[:, :NUM_OUTPUT_JOINTS]
+            if self.with_vertices:
+                verts, joints = self.body_model.forward(stacked)
+                joints = joints[:, :NUM_OUTPUT_JOINTS]
+            else:
+                verts = None
+                joints = self.fk.exact_joints(self._rotmats(stacked), stacked["betas"], stacked["expression"],
+                                              stacked["transl"])
         kp = project(joints, cam).numpy()
         conf = kp2d[..., 2].numpy()
         for i, person in enumerate(people):
@@ -64,6 +69,14 @@ class SmplxEstimator:
             person.keypoints2d = np.concatenate([kp[i], conf[i][:, None]], 1).astype(np.float32)
             person.vertices = verts[i].numpy() if self.with_vertices else None
         return frame
+
+    def _rotmats(self, p: dict) -> torch.Tensor:
+        """(B, 55, 3, 3) local rotations of the SMPL-X parameters as smplx applies them (hand means added)."""
+        B = p["global_orient"].shape[0]
+        rv = torch.cat([p["global_orient"], p["body_pose"], p["jaw_pose"], p["leye_pose"], p["reye_pose"],
+                        p["left_hand_pose"] + torch.as_tensor(self.hand_mean["left"]),
+                        p["right_hand_pose"] + torch.as_tensor(self.hand_mean["right"])], 1).reshape(B, 55, 3)
+        return axis_angle_to_matrix(rv)
 
     def _params(self, rotvec: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, targets) -> list[SmplxParams]:
         rv = rotvec.detach().numpy().astype(np.float32)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import torch
 
 from ..records import Camera
-from .kinematics import SkeletonFK
+from .kinematics import BODY_EXTRAS, BODY_JOINTS, SkeletonFK
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-BODY_JOINTS = 22  # global_orient + 21 body joints are refined; fingers, jaw and eyes keep their IK values
+# global_orient + 21 body joints are refined; fingers, jaw and eyes keep their IK values.
+BODY_POINTS = list(range(BODY_JOINTS)) + list(range(55, 55 + BODY_EXTRAS))
 L_HIP, R_HIP = 1, 2
 
 
@@ -40,8 +41,8 @@ def project(points: torch.Tensor, camera: Camera) -> torch.Tensor:
 class BatchRefiner:
     """Refines body pose, shape and translation of all people of a frame together (one optimiser, batched)."""
 
-    def __init__(self, fk: SkeletonFK, iterations: int = 10, lr: float = 0.03,
-                 w2d: float = 1.0, w3d: float = 4.0, w_pose: float = 0.05, w_betas: float = 0.002):
+    def __init__(self, fk: SkeletonFK, iterations: int = 6, lr: float = 0.05,
+                 w2d: float = 1.0, w3d: float = 10.0, w_pose: float = 0.05, w_betas: float = 0.002):
         self.fk, self.iterations, self.lr = fk, iterations, lr
         self.w2d, self.w3d, self.w_pose, self.w_betas = w2d, w3d, w_pose, w_betas
 
@@ -56,16 +57,18 @@ class BatchRefiner:
         body = body0.clone().requires_grad_(True)
         b = betas.clone().requires_grad_(True)
         t = transl.clone().requires_grad_(True)
-        rest = rotmats[:, BODY_JOINTS:].detach()
+        sub = BODY_POINTS  # loss on the 22 body joints + 11 head/foot points only (fast body-only kinematics)
         opt = torch.optim.Adam([body, b, t], lr=self.lr)
+        kp2d, conf3d = kp2d[:, sub], conf3d[:, sub]
         c2 = kp2d[..., 2]
         c2n = c2 / c2.sum(-1, keepdim=True).clamp_min(1e-6)
         c3n = conf3d / conf3d.sum(-1, keepdim=True).clamp_min(1e-6)
-        tgt_rel = target3d - 0.5 * (target3d[:, L_HIP] + target3d[:, R_HIP])[:, None]
+        tgt_rel = target3d[:, sub] - 0.5 * (target3d[:, L_HIP] + target3d[:, R_HIP])[:, None]
         for _ in range(self.iterations):
             opt.zero_grad()
-            R = torch.cat([axis_angle_to_matrix(body), rest], 1)
-            joints, _ = self.fk.forward(R, b, t)
+            joints, _ = self.fk.forward(axis_angle_to_matrix(body), b, body_only=True)
+            # Translation is always the closed-form best fit of the current pose to the 2D points.
+            joints = joints + solve_translation(joints.detach(), kp2d, camera)[:, None]
             err2d = (project(joints, camera) - kp2d[..., :2]).norm(dim=-1) / scale2d[:, None]
             rel = joints - 0.5 * (joints[:, L_HIP] + joints[:, R_HIP])[:, None]
             err3d = (rel - tgt_rel).norm(dim=-1)
@@ -77,4 +80,6 @@ class BatchRefiner:
             loss.backward()
             opt.step()
         with torch.no_grad():
-            return torch.cat([body, rotvec0[:, BODY_JOINTS:]], 1).detach(), b.detach(), t.detach()
+            joints, _ = self.fk.forward(axis_angle_to_matrix(body), b, body_only=True)
+            t = solve_translation(joints, kp2d, camera)
+            return torch.cat([body, rotvec0[:, BODY_JOINTS:]], 1).detach(), b.detach(), t

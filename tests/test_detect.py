@@ -1,0 +1,125 @@
+"""Whole-body landmarker on the shared real images and videos (needs mediapipe's shipped .tflite files)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("mediapipe")
+
+from mepo_core.detect.landmarker import WholeBodyLandmarker  # noqa: E402
+from mepo_core.detect.pose_detector import ssd_anchor_centres  # noqa: E402
+from mepo_core.records import Camera, FrameRecord  # noqa: E402
+
+DATA = Path("/work/shared/data")
+if not DATA.is_dir():
+    pytest.skip("shared test data not available", allow_module_level=True)
+
+
+def load_image(relative: str) -> FrameRecord:
+    image = cv2.cvtColor(cv2.imread(str(DATA / "images" / relative)), cv2.COLOR_BGR2RGB)
+    return FrameRecord(0, 0.0, image, Camera.from_fov(image.shape[1], image.shape[0]))
+
+
+@pytest.fixture(scope="module")
+def still():
+    return WholeBodyLandmarker(still_image=True)
+
+
+@pytest.fixture(scope="module")
+def video_frames():
+    """People of the first 60 frames (the clip has 40) of the two-person demo, in video (tracking) mode."""
+    landmarker = WholeBodyLandmarker()
+    capture = cv2.VideoCapture(str(DATA / "video" / "multi_person_demo.mp4"))
+    frames = []
+    for index in range(60):
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        frames.append(landmarker.process(FrameRecord(index, index / 12.0, image,
+                                                     Camera.from_fov(image.shape[1], image.shape[0]))))
+    assert len(frames) >= 30
+    return frames
+
+
+@pytest.fixture(scope="module")
+def coco_241(still):
+    return still.process(load_image("coco_val2014/COCO_val2014_000000000241.jpg"))
+
+
+def test_anchor_layout_matches_the_model():
+    anchors = ssd_anchor_centres()
+    assert anchors.shape == (2254, 2)
+    assert np.allclose(anchors[0], [0.5 / 28, 0.5 / 28]) and np.allclose(anchors[-1], [6.5 / 7, 6.5 / 7])
+
+
+def test_both_people_found_in_most_video_frames(video_frames):
+    counts = np.array([len(f.people) for f in video_frames])
+    assert np.mean(counts >= 2) >= 0.9
+    assert np.mean(counts <= 2) >= 0.9, "ROIs that converge on one person must be merged"
+
+
+@pytest.mark.parametrize("name, visible_people", [("COCO_val2014_000000000241.jpg", 3),
+                                                  ("COCO_val2014_000000000536.jpg", 3)])
+def test_coco_people_found(still, name, visible_people):
+    people = still.process(load_image(f"coco_val2014/{name}")).people
+    assert visible_people - 1 <= len(people) <= visible_people + 2
+
+
+def test_tennis_lesson_finds_small_people(still):
+    assert len(still.process(load_image("tennis_lesson.jpg")).people) >= 8
+
+
+def test_no_person_on_blank_images(still):
+    for value in (0, 128, 255):
+        image = np.full((480, 640, 3), value, np.uint8)
+        assert still.process(FrameRecord(0, 0.0, image, Camera.from_fov(640, 480))).people == []
+
+
+def test_visible_landmarks_inside_box(video_frames, coco_241):
+    for frame in video_frames[::5] + [coco_241]:
+        for person in frame.people:
+            body = person.landmarks.body_2d
+            x0, y0, x1, y1 = person.box
+            pad = 0.02 * max(frame.image.shape[:2])
+            visible = body[body[:, 2] > 0.5]
+            assert ((visible[:, 0] >= x0 - pad) & (visible[:, 0] <= x1 + pad)
+                    & (visible[:, 1] >= y0 - pad) & (visible[:, 1] <= y1 + pad)).all()
+            assert person.landmarks.body_world.shape == (33, 3) and person.landmarks.heatmap.shape == (64, 64, 39)
+
+
+def test_hands_start_at_their_own_body_wrist(video_frames, coco_241):
+    checked = 0
+    for frame in video_frames + [coco_241]:
+        tolerance = 0.04 * np.hypot(*frame.image.shape[:2])
+        for person in frame.people:
+            lm = person.landmarks
+            for hand, own, other in ((lm.left_hand_2d, 15, 16), (lm.right_hand_2d, 16, 15)):
+                if hand is None:
+                    continue
+                distance = np.linalg.norm(hand[0, :2] - lm.body_2d[own, :2])
+                assert distance < tolerance
+                assert distance <= np.linalg.norm(hand[0, :2] - lm.body_2d[other, :2])
+                checked += 1
+    assert checked >= 20
+
+
+def test_left_side_is_the_persons_left(coco_241):
+    """The standing man faces the camera, so his left shoulder, wrist and hand are on the image right."""
+    man = max(coco_241.people, key=lambda p: (p.box[3] - p.box[1]))
+    body = man.landmarks.body_2d
+    assert body[11, 0] > body[12, 0] and body[15, 0] > body[16, 0]
+    if man.landmarks.left_hand_2d is not None and man.landmarks.right_hand_2d is not None:
+        assert man.landmarks.left_hand_2d[:, 0].mean() > man.landmarks.right_hand_2d[:, 0].mean()
+
+
+def test_face_mesh_sits_on_the_nose(coco_241):
+    faces = [p for p in coco_241.people if p.landmarks.face_2d is not None]
+    assert len(faces) >= 2
+    for person in faces:
+        face = person.landmarks.face_2d
+        assert face.shape == (478, 3)
+        face_size = np.ptp(face[:, :2], axis=0).max()
+        assert np.linalg.norm(face[1, :2] - person.landmarks.body_2d[0, :2]) < 0.35 * face_size
