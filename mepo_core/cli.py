@@ -22,7 +22,7 @@ def _capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--no-hands", action="store_true", help="skip hand landmarks (faster)")
     p.add_argument("--no-face", action="store_true", help="skip face landmarks (faster)")
-    p.add_argument("--refine-iters", type=int, default=6, help="refinement iterations per frame (0 = IK only)")
+    p.add_argument("--refine-iters", type=int, default=2, help="refinement iterations per frame (0 = IK only)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the landmark models")
     p.add_argument("--gui", action="store_true", help="open the desktop app")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("dataset", choices=["h36m"])
     p.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "gt" / "h36m"))
     p.add_argument("--model-dir")
-    p.add_argument("--refine-iters", type=int, default=6)
+    p.add_argument("--refine-iters", type=int, default=2)
     args = p.parse_args(argv)
     from .errors import MepoError
     from .pipeline import CapturePipeline

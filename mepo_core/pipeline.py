@@ -29,7 +29,7 @@ class CapturePipeline:
 
     @classmethod
     def create(cls, model_dir: str | None = None, still_image: bool = False, hands: bool = True, face: bool = True,
-               refine_iterations: int = 6, with_vertices: bool = False, num_threads: int = 2, max_missing: int = 30):
+               refine_iterations: int = 2, with_vertices: bool = False, num_threads: int = 2, max_missing: int = 30):
         from .body.model import load_body_model
         from .detect.landmarker import WholeBodyLandmarker
         from .estimate.estimator import SmplxEstimator

@@ -96,14 +96,19 @@ def weighted_nms(dets: PoseDetections, iou_threshold: float = 0.3) -> PoseDetect
     return PoseDetections(np.array(out_b), np.array(out_k), np.array(out_s))
 
 
-def tile_regions(height: int, width: int, zooms=(1, 2), overlap: float = 0.3) -> list[tuple[int, int, int]]:
+def tile_regions(height: int, width: int, zooms=(1, 2, 3), overlap: float = 0.3) -> list[tuple[int, int, int]]:
     """Square regions ``(x0, y0, side)`` covering the frame: zoom 1 is the whole frame (letterboxed),
-    zoom z uses squares of side short_side/z with at least ``overlap`` overlap."""
+    zoom z > 1 uses squares of side short_side/z with at least ``overlap`` overlap, zoom z < 1 one centred
+    square of side long_side/z (shrinks close-ups whose body circle overflows the frame)."""
     regions = []
-    short = min(height, width)
+    short, long = min(height, width), max(height, width)
     for zoom in zooms:
-        if zoom <= 1:
-            regions.append((0, 0, max(height, width)))
+        if zoom == 1:
+            regions.append((0, 0, long))
+            continue
+        if zoom < 1:
+            side = int(round(long / zoom))
+            regions.append(((width - side) // 2, (height - side) // 2, side))
             continue
         side = int(round(short / zoom))
         step = side * (1 - overlap)
@@ -123,7 +128,7 @@ class PoseDetector:
 
     ``detect(image)`` with image (H, W, 3) uint8 RGB -> ``PoseDetections`` in frame pixels."""
 
-    def __init__(self, num_threads: int = 2, zooms=(1, 2), min_score: float = 0.5, iou_threshold: float = 0.3,
+    def __init__(self, num_threads: int = 2, zooms=(1, 2, 3), min_score: float = 0.5, iou_threshold: float = 0.3,
                  overlap: float = 0.3):
         self.model = TfliteModel("pose_detection/pose_detection.tflite", num_threads)
         self.anchors = ssd_anchor_centres()
@@ -141,8 +146,13 @@ class PoseDetector:
         dets.keypoints = dets.keypoints / scale + np.array([x0, y0])
         return dets
 
-    def detect(self, image: np.ndarray, zooms=None) -> PoseDetections:
-        h, w = image.shape[:2]
-        regions = tile_regions(h, w, self.zooms if zooms is None else zooms, self.overlap)
+    def regions(self, height: int, width: int, zooms=None) -> list[tuple[int, int, int]]:
+        return tile_regions(height, width, self.zooms if zooms is None else zooms, self.overlap)
+
+    def detect(self, image: np.ndarray, zooms=None, regions=None) -> PoseDetections:
+        """All regions of ``zooms`` (default: the detector's), or the given ``(x0, y0, side)`` regions; the
+        detections of all regions are merged by weighted NMS."""
+        if regions is None:
+            regions = self.regions(*image.shape[:2], zooms)
         found = [self.detect_region(image, x, y, s) for x, y, s in regions]
         return weighted_nms(PoseDetections.concatenate(found), self.iou_threshold)

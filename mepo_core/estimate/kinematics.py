@@ -102,7 +102,9 @@ class SkeletonFK:
         """
         m = self.body_model.smplx
         ids = m.vertex_joint_selector.extra_joints_idxs
-        J = self.body_model.rest_joints(betas)
+        if not hasattr(self, "_j_exprdirs"):  # smplx regresses joints after adding expression offsets too
+            self._j_exprdirs = torch.einsum("jv,vcb->jcb", m.J_regressor, m.expr_dirs)
+        J = self.body_model.rest_joints(betas) + torch.einsum("jcb,nb->njc", self._j_exprdirs, expression)
         G, P = self._chain(rotmats, J, NUM_SMPLX_JOINTS)
         B = rotmats.shape[0]
         v = (m.v_template[ids][None] + torch.einsum("vcb,nb->nvc", m.shapedirs[ids], betas)
