@@ -38,8 +38,9 @@ class HandLandmarker:
     """``estimate(image, body_2d, side) -> HandResult | None`` for side in {"left", "right"} (the person's)."""
 
     def __init__(self, num_threads: int = 2, recrop: bool = True, min_presence: float = 0.5,
-                 min_wrist_visibility: float = 0.1):
-        self.model = TfliteModel("hand_landmark/hand_landmark_full.tflite", num_threads)
+                 min_wrist_visibility: float = 0.1, model: str = "full"):
+        """``model``: "full" or "lite" (hand_landmark_lite.tflite, about 2x faster, see notes/detect.md)."""
+        self.model = TfliteModel(f"hand_landmark/hand_landmark_{model}.tflite", num_threads)
         self.recrop = TfliteModel("holistic_landmark/hand_recrop.tflite", num_threads) if recrop else None
         self.min_presence, self.min_wrist_visibility = min_presence, min_wrist_visibility
 
@@ -53,10 +54,15 @@ class HandLandmarker:
         return transform_roi(roi_from_alignment_points(centre, edge, -90.0), shift_y=-0.1)
 
     def estimate(self, image: np.ndarray, body_2d: np.ndarray, side: str) -> HandResult | None:
+        """None without running a model when the wrist is hidden or the hand's search ROI is mostly outside
+        the frame (as MediaPipe Holistic skips hands whose ROI is off-screen)."""
         if body_2d[BODY_HAND_POINTS[side][0], 2] < self.min_wrist_visibility:
             return None
+        search = hand_roi_from_body(body_2d, side)
+        if search[2] < 4 or not _centre_in_frame(search, image.shape, margin=0.25):
+            return None
         roi = self.roi(image, body_2d, side)
-        if roi[2] < 4:
+        if roi[2] < 4 or not _centre_in_frame(roi, image.shape, margin=0.25):
             return None
         size = self.model.input_size
         raw, presence, handedness, _world = self.model.run(crop_roi(image, roi, size))
@@ -64,3 +70,9 @@ class HandLandmarker:
             return None
         points = crop_points_to_frame(raw.reshape(21, 3), roi, size)
         return HandResult(points, float(presence[0]), float(handedness[0]), roi)
+
+
+def _centre_in_frame(roi: np.ndarray, shape, margin: float) -> bool:
+    """True when the ROI's centre is inside the frame grown by ``margin`` x the ROI's side."""
+    pad = margin * roi[2]
+    return bool(-pad <= roi[0] <= shape[1] + pad and -pad <= roi[1] <= shape[0] + pad)

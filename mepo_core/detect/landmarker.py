@@ -47,18 +47,24 @@ def keep_distinct(results: list, boxes: np.ndarray, iou_threshold: float, contai
 class WholeBodyLandmarker:
     """Fills ``frame.people`` with ``Person(box, score, landmarks)``.
 
-    Video mode (``still_image=False``) tracks each person's ROI from the previous frame and runs the tiled
-    detector every ``detect_every`` frames or when someone was lost; image mode always detects.
+    Image mode (``still_image=True``) runs the detector on every region (whole frame + zoomed tiles) of every
+    frame. Video mode tracks each person's ROI from the previous frame and spreads the detector over frames
+    so that no frame pays for the whole tiled pass: the whole frame every ``detect_every`` frames, the next
+    ``tiles_per_frame`` zoomed tiles round-robin every frame, and one region around each person lost in the
+    previous frame. Only the first frame after ``reset()`` runs every region. Detections of people already
+    tracked are dropped before the (costly) pose landmark model runs on them.
     ``timings`` holds the last frame's milliseconds per stage."""
 
-    def __init__(self, hands: bool = True, face: bool = True, num_threads: int = 2, max_people: int = 10,
-                 detect_every: int = 10, still_image: bool = False, zooms=(1, 2), min_presence: float = 0.5,
-                 dedupe_iou: float = 0.4, with_mask: bool = False, max_detection_tilt_deg: float = 100.0):
+    def __init__(self, hands: bool = True, face: bool = True, num_threads: int = 2, max_people: int = 30,
+                 detect_every: int = 10, still_image: bool = False, zooms=(1, 2, 3), min_presence: float = 0.5,
+                 dedupe_iou: float = 0.4, with_mask: bool = False, max_detection_tilt_deg: float = 100.0,
+                 tiles_per_frame: int = 1, hand_model: str = "full"):
         self.detector = PoseDetector(num_threads, zooms=zooms)
         self.body = PoseLandmarkModel(num_threads, with_mask=with_mask)
-        self.hands = HandLandmarker(num_threads) if hands else None
+        self.hands = HandLandmarker(num_threads, model=hand_model) if hands else None
         self.face = FaceLandmarker(num_threads) if face else None
         self.max_people, self.detect_every, self.still_image = max_people, detect_every, still_image
+        self.tiles_per_frame = tiles_per_frame
         self.min_presence, self.dedupe_iou = min_presence, dedupe_iou
         # New people are assumed roughly upright: tilted detections are mostly limbs seen in zoomed tiles.
         self.max_tilt = np.radians(max_detection_tilt_deg)
@@ -67,28 +73,58 @@ class WholeBodyLandmarker:
 
     def reset(self) -> None:
         self._tracked_rois: list[np.ndarray] = []
-        self._frames_since_detection = 0
-        self._lost_someone = True
+        self._lost_rois: list[np.ndarray] = []
+        self._tracked_faces: list[np.ndarray] = []
+        self._frames_since_full = 0
+        self._tile_cursor = 0
+        self._first = True
+
+    def _regions(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """Detector regions for this frame (see the class docstring)."""
+        everything = self.detector.regions(height, width)
+        if self.still_image or self._first:
+            self._first = False
+            self._frames_since_full = 1
+            return everything
+        full = [r for r in everything if r == (0, 0, max(height, width))]
+        tiles = [r for r in everything if r not in full]
+        regions = []
+        if self._frames_since_full >= self.detect_every or not tiles:
+            regions += full
+            self._frames_since_full = 0
+        self._frames_since_full += 1
+        for _ in range(min(self.tiles_per_frame, len(tiles))):
+            regions.append(tiles[self._tile_cursor % len(tiles)])
+            self._tile_cursor += 1
+        for roi in self._lost_rois[:2]:   # re-detect where someone was just lost
+            side = int(max(roi[2], 64))
+            regions.append((int(roi[0] - side / 2), int(roi[1] - side / 2), side))
+        return regions
 
     def process(self, frame: FrameRecord) -> FrameRecord:
         image = frame.image
         timings: dict[str, float] = defaultdict(float)
         rois = list(self._tracked_rois)
-        if self.still_image or self._lost_someone or self._frames_since_detection >= self.detect_every:
+        regions = self._regions(*image.shape[:2])
+        if regions:
             start = time.perf_counter()
-            found = self.detector.detect(image)
+            found = self.detector.detect(image, regions=regions)
+            new = [roi for roi, face in zip(found.rois(), found.boxes) if abs(roi[4]) <= self.max_tilt
+                   and not _face_is_tracked(face, self._tracked_faces)]
+            rois += new
             timings["detect"] += _ms(start)
-            rois += [roi for roi in found.rois() if abs(roi[4]) <= self.max_tilt]
-            self._frames_since_detection = 0
-        self._frames_since_detection += 1
+            timings["detect_regions"] = len(regions)
 
         start = time.perf_counter()
         results = [r for r in (self.body.estimate(image, roi) for roi in rois) if r.presence >= self.min_presence]
         timings["pose"] += _ms(start)
         boxes = np.array([landmark_box(r.landmarks.body_2d) for r in results]).reshape(-1, 4)
         kept = keep_distinct(results, boxes, self.dedupe_iou)[: self.max_people]
-        self._lost_someone = len(kept) < len(self._tracked_rois)
+        kept_rois = [results[i].landmarks.roi for i in kept]
+        self._lost_rois = [roi for roi in self._tracked_rois
+                           if not any(np.allclose(roi, k) for k in kept_rois)]
         self._tracked_rois = [results[i].next_roi for i in kept]
+        self._tracked_faces = [_face_box(results[i].landmarks.body_2d) for i in kept]
 
         frame.people = []
         for i in kept:
@@ -125,6 +161,22 @@ class WholeBodyLandmarker:
             points_2d = np.column_stack([hand.points[:, :2], np.full(21, hand.presence)]).astype(np.float32)
             setattr(landmarks, f"{side}_hand_2d", points_2d)
             setattr(landmarks, f"{side}_hand_3d", hand.points.astype(np.float32))
+
+
+def _face_box(body_2d: np.ndarray) -> np.ndarray:
+    """(33, 3) body landmarks -> (4,) square box around the face points (0-10), at least as wide as the eyes
+    to mouth distance x 3 (the detector's face boxes are about that size)."""
+    face = body_2d[:11, :2].astype(np.float64)
+    centre = face.mean(0)
+    eyes, mouth = (face[2] + face[5]) / 2, (face[9] + face[10]) / 2
+    half = max(np.ptp(face, axis=0).max() / 2, 1.5 * np.linalg.norm(eyes - mouth), 2.0)
+    return np.concatenate([centre - half, centre + half])
+
+
+def _face_is_tracked(face_box: np.ndarray, tracked_faces: list[np.ndarray]) -> bool:
+    """True when a detection's face box centre lies in the face box of a person tracked last frame."""
+    centre = (face_box[:2] + face_box[2:]) / 2
+    return any((centre >= t[:2]).all() and (centre <= t[2:]).all() for t in tracked_faces)
 
 
 def _ms(start: float) -> float:
