@@ -42,7 +42,7 @@ def test_fast_kinematics_match_smplx(open_model, fk):
     exact = fk.exact_joints(axis_angle_to_matrix(rv), betas, expression, transl)
     assert (exact - joints[:, :76]).norm(dim=-1).amax() < 5e-4          # metres (float32 round-off)
     rigid, _ = fk.forward(axis_angle_to_matrix(rv), betas, transl)   # fast path ignores expression's effect on J
-    assert (rigid[:, :22] - joints[:, :22]).norm(dim=-1).amax() < 1e-4
+    assert (rigid[:, :22] - joints[:, :22]).norm(dim=-1).amax() < 5e-4
 
 
 def test_twist_swing_ik_recovers_joint_positions(fk):

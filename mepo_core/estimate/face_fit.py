@@ -358,7 +358,7 @@ class FaceFitter:
         Y = s[:, None, None] * np.einsum("bij,bnj->bni", R, obs) + t[:, None]      # observations in head frame
         # jaw displacement of the neutral points for every grid angle: (I + w(R-I)) (x - J) + J - x
         rel = x - j_jaw[:, None]                                                    # (B, L, 3)
-        moved = np.einsum("glij,blj->bgli", self._grid_blend, rel) - rel            # (B, G, L, 3)
+        moved = np.einsum("glij,blj->bgli", self._grid_blend, rel) - rel[:, None]          # (B, G, L, 3)
         resid0 = Y[:, None] - x[:, None] - moved                                    # (B, G, L, 3)
         G = len(JAW_GRID)
         r0 = resid0.reshape(B, G, L * 3)
