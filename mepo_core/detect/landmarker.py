@@ -116,7 +116,8 @@ class WholeBodyLandmarker:
             timings["detect_regions"] = len(regions)
 
         start = time.perf_counter()
-        results = [r for r in (self.body.estimate(image, roi) for roi in rois) if r.presence >= self.min_presence]
+        results = [r for r in (self.body.estimate(image, roi) for roi in rois)
+                   if r.presence >= self.min_presence and _mostly_in_frame(r.landmarks.body_2d, image.shape)]
         timings["pose"] += _ms(start)
         boxes = np.array([landmark_box(r.landmarks.body_2d) for r in results]).reshape(-1, 4)
         kept = keep_distinct(results, boxes, self.dedupe_iou)[: self.max_people]
@@ -161,6 +162,17 @@ class WholeBodyLandmarker:
             points_2d = np.column_stack([hand.points[:, :2], np.full(21, hand.presence)]).astype(np.float32)
             setattr(landmarks, f"{side}_hand_2d", points_2d)
             setattr(landmarks, f"{side}_hand_3d", hand.points.astype(np.float32))
+
+
+def _mostly_in_frame(body_2d: np.ndarray, shape, min_visibility: float = 0.5, min_fraction: float = 0.6) -> bool:
+    """True when most of the visible landmarks lie inside the frame: a "person" whose visible joints are
+    mostly outside it is a fit to texture (flower beds, crowds) seen through a zoomed tile."""
+    visible = body_2d[body_2d[:, 2] >= min_visibility]
+    if len(visible) < 4:
+        return True
+    h, w = shape[:2]
+    inside = (visible[:, 0] >= 0) & (visible[:, 0] < w) & (visible[:, 1] >= 0) & (visible[:, 1] < h)
+    return bool(inside.mean() >= min_fraction)
 
 
 def _face_box(body_2d: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from ..records import FrameRecord, SmplxParams
+from .face_fit import FaceFit, FaceFitter
 from .fit import BatchRefiner, project, solve_translation
 from .ik import solve_ik
 from .joint_map import NUM_OUTPUT_JOINTS
@@ -28,6 +29,8 @@ class SmplxEstimator:
         self.rest_hand_length = float((rest[28] - rest[20]).norm())
         self.hand_mean = {side: _hand_mean(body_model, side) for side in ("left", "right")}
         self.num_betas = 10
+        # Expression / jaw / eyes from the face mesh; None (model without a detectable face) -> hand-tuned cues.
+        self.face_fitter = FaceFitter.create(body_model) if face_fit else None
 
     def estimate(self, frame: FrameRecord, betas_hint: dict[int, np.ndarray] | None = None) -> FrameRecord:
         people = [p for p in frame.people if p.landmarks is not None]
@@ -51,7 +54,8 @@ class SmplxEstimator:
             joints0, _ = self.fk.forward(R, betas)
             transl0 = solve_translation(joints0, kp2d, cam)
         rotvec, betas, transl = self.refiner(R, betas, transl0, T, conf3, kp2d, cam, scale2d)
-        params = self._params(rotvec, betas, transl, targets)
+        faces = self._fit_faces(people, betas, cam)
+        params = self._params(rotvec, betas, transl, targets, faces)
         stacked = {k: torch.as_tensor(np.stack([getattr(p, k) for p in params])) for k in SmplxParams.KEYS}
         with torch.no_grad():
             if self.with_vertices:
@@ -78,18 +82,38 @@ class SmplxEstimator:
                         p["right_hand_pose"] + torch.as_tensor(self.hand_mean["right"])], 1).reshape(B, 55, 3)
         return axis_angle_to_matrix(rv)
 
-    def _params(self, rotvec: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, targets) -> list[SmplxParams]:
+    def _fit_faces(self, people, betas: torch.Tensor, cam) -> dict[int, tuple[FaceFit, int]]:
+        """person index -> (batched FaceFit, row) for people with a 3D face mesh, when the model has a fitter."""
+        if self.face_fitter is None:
+            return {}
+        rows = [i for i, p in enumerate(people) if p.landmarks.face_3d is not None]
+        if not rows:
+            return {}
+        face = np.stack([people[i].landmarks.face_3d for i in rows])
+        conf = np.stack([people[i].landmarks.face_2d[:, 2] if people[i].landmarks.face_2d is not None
+                         else np.ones(len(people[i].landmarks.face_3d), np.float32) for i in rows])
+        fit = self.face_fitter.fit(face, conf, betas.detach().numpy()[rows], cam)
+        return {i: (fit, r) for r, i in enumerate(rows) if fit.valid[r]}
+
+    def _params(self, rotvec: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, targets,
+                faces: dict | None = None) -> list[SmplxParams]:
         rv = rotvec.detach().numpy().astype(np.float32)
         out = []
         for i, tg in enumerate(targets):
             p = SmplxParams.zeros()
             p.global_orient = rv[i, 0]
             p.body_pose = rv[i, 1:22].reshape(-1)
-            jaw = min(max(tg.jaw_open - 0.02, 0.0) * JAW_OPEN_GAIN, JAW_MAX)
-            p.jaw_pose = np.array([jaw, 0, 0], np.float32)
-            if tg.gaze is not None:
-                p.leye_pose = np.array([tg.gaze[0, 1], tg.gaze[0, 0], 0], np.float32)
-                p.reye_pose = np.array([tg.gaze[1, 1], tg.gaze[1, 0], 0], np.float32)
+            if faces and i in faces:
+                fit, r = faces[i]
+                p.expression = fit.expression[r].copy()
+                p.jaw_pose, p.leye_pose, p.reye_pose = fit.jaw_pose[r].copy(), fit.leye_pose[r].copy(), fit.reye_pose[r].copy()
+            else:
+                jaw = min(max(tg.jaw_open - 0.02, 0.0) * JAW_OPEN_GAIN, JAW_MAX)
+                p.jaw_pose = np.array([jaw, 0, 0], np.float32)
+                if tg.gaze is not None:
+                    # gaze is (yaw, pitch); eye pose is (pitch about x, yaw about y, 0)
+                    p.leye_pose = np.array([tg.gaze[0, 1], tg.gaze[0, 0], 0], np.float32)
+                    p.reye_pose = np.array([tg.gaze[1, 1], tg.gaze[1, 0], 0], np.float32)
             p.left_hand_pose = rv[i, 25:40].reshape(-1) - self.hand_mean["left"]
             p.right_hand_pose = rv[i, 40:55].reshape(-1) - self.hand_mean["right"]
             p.betas = betas[i].numpy().astype(np.float32)

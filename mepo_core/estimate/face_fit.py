@@ -58,7 +58,7 @@ IRIS = {"left": 473, "right": 468}       # the person's left / right iris centre
 JAW_GRID = np.linspace(-0.1, 0.6, 29)    # rad
 JAW_MAX = 0.6
 Z_WEIGHT = 0.3                           # MediaPipe's relative depth is noisier than x, y
-EXPRESSION_RIDGE = 2e-5                  # m^2 per unit-variance expression coefficient (prior ~ N(0, 1))
+EXPRESSION_RIDGE = 4e-6                  # m^2 per unit-variance expression coefficient (prior ~ N(0, 1))
 EXPRESSION_CLIP = 3.0
 GAZE_MAX = 0.6
 
@@ -284,6 +284,15 @@ def similarity_procrustes(src: np.ndarray, dst: np.ndarray, w: np.ndarray):
     return s, R, t
 
 
+def backproject(face_3d: np.ndarray, metres_per_px: np.ndarray, camera) -> np.ndarray:
+    """(B, N, 3) px landmarks (x, y, relative z) -> metric camera-space points, the face centre at depth f * scale."""
+    z0 = camera.fx * metres_per_px                                             # (B,) depth of the face
+    zc = face_3d[..., 2] - face_3d[..., 2].mean(1, keepdims=True)
+    Z = z0[:, None] + zc * metres_per_px[:, None]
+    return np.stack([(face_3d[..., 0] - camera.cx) * Z / camera.fx, (face_3d[..., 1] - camera.cy) * Z / camera.fy,
+                     Z], -1)
+
+
 class FaceFitter:
     """Batched expression / jaw / eye fit for one body model. ``FaceFitter.create(body_model)`` returns None when
     the model has no usable face correspondence."""
@@ -309,14 +318,21 @@ class FaceFitter:
         self.rigid = np.isin(corr.landmarks, RIGID)
         self.axis_w = np.tile([1.0, 1.0, Z_WEIGHT], (L, 1))                          # (L, 3)
         # Eyeballs: centre (= eye joint) and the radius to the front-most eye vertex.
-        self.eye_radius = {}
+        self.eye_radius, self.eye_rest_angles = {}, {}
         j_rest = body_model.rest_joints(np.zeros((1, body_model.num_betas), np.float32))[0].numpy()
         for side, j in (("left", LEYE), ("right", REYE)):
             m = weights[:, j] > 0.5
             front = v_template[m][np.argmax(v_template[m][:, 2])] if m.any() else j_rest[j] + [0, 0, 0.012]
-            self.eye_radius[side] = float(max(front[2] - j_rest[j][2], 0.008))
+            d = front - j_rest[j]
+            r = float(max(np.linalg.norm(d), 0.008))
+            self.eye_radius[side] = r
+            # (pitch, yaw) of the eyeball's front point at rest, subtracted from the observed ones
+            self.eye_rest_angles[side] = np.array([np.arcsin(np.clip(-d[1] / r, -1, 1)),
+                                                   np.arcsin(np.clip(d[0] / r, -1, 1))])
         # Precompute per-grid-angle jaw-blended expression bases and their ridge normal matrices.
         Rg = _rot_x(JAW_GRID)                                                       # (G, 3, 3)
+        self._grid_dR = Rg - np.eye(3)
+        self._w_flat = self.axis_w.reshape(-1)
         self._grid_blend = self._blend(Rg)                                          # (G, L, 3, 3)
         A = np.einsum("glij,ljk->glik", self._grid_blend, self.expr_dirs)          # (G, L, 3, E)
         Aw = A * self.axis_w[None, :, :, None]
@@ -346,25 +362,34 @@ class FaceFitter:
         J = self.body_model.rest_joints(torch.as_tensor(betas, dtype=torch.float32)).numpy().astype(np.float64)
         return x, J[:, JAW], J[:, LEYE], J[:, REYE]
 
-    def fit(self, face_3d: np.ndarray, conf: np.ndarray | None = None, betas: np.ndarray | None = None) -> FaceFit:
-        """face_3d (B, 478, 3) px (x, y, relative z); conf (B,) or (B, 478) face confidence; betas (B, nb)."""
+    def fit(self, face_3d: np.ndarray, conf: np.ndarray | None = None, betas: np.ndarray | None = None,
+            camera=None) -> FaceFit:
+        """face_3d (B, 478, 3) px (x, y, relative z); conf (B,) or (B, 478) face confidence; betas (B, nb).
+
+        camera: a ``records.Camera`` (or anything with fx, fy, cx, cy); with it the landmarks are back-projected
+        to undo perspective (a face 0.1 m deep at 2 m is otherwise distorted by ~5%); without it, weak perspective.
+        """
         face_3d = np.asarray(face_3d, np.float64)
         B = face_3d.shape[0]
         L = len(self.corr.landmarks)
-        obs = face_3d[:, self.corr.landmarks]                                      # (B, L, 3)
+        G = len(JAW_GRID)
         x, j_jaw, j_leye, j_reye = self.rest_points(betas, B)
         w_rigid = np.broadcast_to(self.rigid.astype(np.float64), (B, L))
-        s, R, t = similarity_procrustes(obs, x, w_rigid)
-        Y = s[:, None, None] * np.einsum("bij,bnj->bni", R, obs) + t[:, None]      # observations in head frame
-        # jaw displacement of the neutral points for every grid angle: (I + w(R-I)) (x - J) + J - x
+        s, R, t = similarity_procrustes(face_3d[:, self.corr.landmarks], x, w_rigid)
+        if camera is not None:
+            face_3d = backproject(face_3d, s, camera)
+        obs = face_3d[:, self.corr.landmarks]                                      # (B, L, 3)
+        if camera is not None:
+            s, R, t = similarity_procrustes(obs, x, w_rigid)
+        Y = s[:, None, None] * (obs @ R.transpose(0, 2, 1)) + t[:, None]           # observations in head frame
+        # jaw motion of the neutral points for every grid angle (exact LBS): w (R_g - I) (x - J)
         rel = x - j_jaw[:, None]                                                    # (B, L, 3)
-        moved = np.einsum("glij,blj->bgli", self._grid_blend, rel) - rel[:, None]          # (B, G, L, 3)
-        resid0 = Y[:, None] - x[:, None] - moved                                    # (B, G, L, 3)
-        G = len(JAW_GRID)
-        r0 = resid0.reshape(B, G, L * 3)
-        e = np.einsum("gef,gfk,bgk->bge", self._grid_Ninv, self._grid_AtW, r0)      # (B, G, E)
-        r = resid0 - np.einsum("glik,bgk->bgli", self._grid_A, e)
-        cost = (r * r * self.axis_w).sum((2, 3)) + self.ridge * (e * e).sum(2)     # (B, G)
+        moved = self.w_jaw[:, None] * (rel[:, None] @ self._grid_dR.transpose(0, 2, 1)[None])  # (B, G, L, 3)
+        r0 = (Y[:, None] - x[:, None] - moved).reshape(B, G, L * 3)
+        # ridge LS per grid angle via normal equations: cost = r0' W r0 - b' (N + lambda)^-1 b
+        b = (self._grid_AtW[None] @ r0[..., None])[..., 0]                         # (B, G, E)
+        e = (self._grid_Ninv[None] @ b[..., None])[..., 0]
+        cost = (r0 * r0 * self._w_flat).sum(2) - (b * e).sum(2)                   # (B, G)
         k = np.clip(np.argmin(cost, 1), 1, G - 2)
         c0, c1, c2 = (cost[np.arange(B), k + d] for d in (-1, 0, 1))
         den = c0 - 2 * c1 + c2
@@ -372,14 +397,15 @@ class FaceFitter:
         theta = JAW_GRID[k] + np.clip(step, -1, 1) * (JAW_GRID[1] - JAW_GRID[0])
         theta = np.clip(theta, JAW_GRID[0], JAW_MAX)
         # final solve at the refined angle
-        blend = self._blend(_rot_x(theta))                                          # (B, L, 3, 3)
-        A = np.einsum("blij,ljk->blik", blend, self.expr_dirs).reshape(B, L * 3, -1)
-        Aw = A * np.tile(self.axis_w.reshape(-1), 1)[None, :, None]
-        N = np.einsum("bke,bkf->bef", Aw, A) + self.ridge * np.eye(self.num_expression)
-        mv = np.einsum("blij,blj->bli", blend, rel) - rel
+        dR = _rot_x(theta) - np.eye(3)                                              # (B, 3, 3)
+        A = self.expr_dirs[None] + self.w_jaw[None, :, None, None] * (dR[:, None] @ self.expr_dirs[None])
+        A = A.reshape(B, L * 3, -1)                                                 # (B, 3L, E)
+        Aw = A * self._w_flat[None, :, None]
+        N = Aw.transpose(0, 2, 1) @ A + self.ridge * np.eye(self.num_expression)
+        mv = self.w_jaw[:, None] * (rel @ dR.transpose(0, 2, 1))
         rr = (Y - x - mv).reshape(B, L * 3)
-        expr = np.linalg.solve(N, np.einsum("bke,bk->be", Aw, rr)[..., None])[..., 0]
-        res = rr - np.einsum("bke,be->bk", A, expr)
+        expr = np.linalg.solve(N, Aw.transpose(0, 2, 1) @ rr[..., None])[..., 0]
+        res = rr - (A @ expr[..., None])[..., 0]
         rms = np.sqrt((res ** 2).mean(1))
         expr = np.clip(expr, -EXPRESSION_CLIP, EXPRESSION_CLIP)
         jaw = np.zeros((B, 3))
@@ -395,6 +421,7 @@ class FaceFitter:
             pose = np.zeros((B, 3))
             pose[:, 0] = np.arcsin(np.clip(-d[:, 1], -1, 1))     # pitch: iris below the centre -> look down
             pose[:, 1] = np.arcsin(np.clip(d[:, 0], -1, 1))      # yaw: iris towards +x (person's left)
+            pose[:, :2] -= self.eye_rest_angles[side]
             eyes[side] = np.clip(pose, -GAZE_MAX, GAZE_MAX)
         valid = np.isfinite(expr).all(1) & np.isfinite(theta) & (s > 0)
         if conf is not None:
