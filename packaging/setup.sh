@@ -3,17 +3,21 @@
 # overlay renderer), a virtual environment in .venv, the package and its test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES="libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglib2.0-0"
-missing=""
-for pkg in $APT_PACKAGES; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
-if [ -n "$missing" ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {  # installs the given Debian packages that are missing
+  local missing=""
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"; done
+  [ -z "$missing" ] && return 0
   echo "setup: installing system packages:$missing"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
-fi
+}
+# Offscreen OpenGL for the overlay renderer (EGL or OSMesa, software rendering works).
+command -v dpkg >/dev/null && apt_install libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglib2.0-0
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv 2>/dev/null || { rm -rf .venv; apt_install python3-venv; "$PY" -m venv .venv; }
+fi
 . .venv/bin/activate
 pip install -q --upgrade pip
 # torch first and pinned, so pip does not re-resolve it against the other packages.

@@ -19,7 +19,8 @@ JAW_OPEN_GAIN, JAW_MAX = 2.2, 0.45   # mouth-opening fraction of face height -> 
 class SmplxEstimator:
     """IK initialisation + batched refinement. ``estimate(frame)`` fills every person's params and joints."""
 
-    def __init__(self, body_model, refine_iterations: int = 2, with_vertices: bool = False):
+    def __init__(self, body_model, refine_iterations: int = 2, with_vertices: bool = False,
+                 face_fit: bool = True):
         torch.set_grad_enabled(True)
         self.body_model = body_model
         self.fk = SkeletonFK(body_model)

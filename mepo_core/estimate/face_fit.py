@@ -199,6 +199,10 @@ def build_correspondence(body_model, landmarker=None) -> FaceCorrespondence | No
         from ..detect.face import FaceLandmarker, face_roi_from_mesh
         from ..detect.roi import roi_from_box, transform_roi
         image, fid, head_faces, xy = render_head(body_model)
+    except ValueError as exc:          # no head surface (e.g. the random test stand-in)
+        log.info("face_fit: %s", exc)
+        return None
+    try:
         if landmarker is None:
             landmarker = FaceLandmarker(num_threads=2, iris=False)
         ys, xs = np.nonzero(fid >= 0)
