@@ -101,22 +101,27 @@ def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor) -> torch.Tens
         G_foot = align_frames(J[:, toe] - J[:, heel], J[:, toe] - J[:, ankle], T[:, toe] - T[:, heel], T[:, toe] - T[:, ankle])
         R[ankle] = torch.where(ok, G_knees[knee].transpose(-1, -2) @ G_foot, R[ankle])
 
-    # Wrists from the knuckle line and the palm axis; then fingers bone by bone (swing only).
+    # Wrists from the knuckle line and the palm axis.
     G = _globals(R)
-    for side, wrist, elbow, idx, midd, pinky in (("left", L_WRIST, L_ELBOW, L_INDEX1, L_MIDDLE1, L_PINKY1),
-                                                  ("right", R_WRIST, R_ELBOW, R_INDEX1, R_MIDDLE1, R_PINKY1)):
+    G_wrist = {}
+    for wrist, elbow, idx, midd, pinky in ((L_WRIST, L_ELBOW, L_INDEX1, L_MIDDLE1, L_PINKY1),
+                                           (R_WRIST, R_ELBOW, R_INDEX1, R_MIDDLE1, R_PINKY1)):
         ok = (conf[:, [idx, pinky]].amin(-1) > 0.2)[:, None, None]
         G_w = align_frames(J[:, midd] - J[:, wrist], J[:, idx] - J[:, pinky],
                            T[:, midd] - T[:, wrist], T[:, idx] - T[:, pinky])
         R[wrist] = torch.where(ok, G[elbow].transpose(-1, -2) @ G_w, R[wrist])
-        G_parent_of = {wrist: G[elbow] @ R[wrist]}
-        for chain in finger_chains(side):
-            G_par = G_parent_of[wrist]
-            for j, child in zip(chain[:-1], chain[1:]):
-                v = (G_par.transpose(-1, -2) @ (T[:, child] - T[:, j])[..., None])[..., 0]
-                ok_f = (torch.minimum(conf[:, j], conf[:, child]) > 0.2)[:, None, None]
-                R[j] = torch.where(ok_f, swing(J[:, child] - J[:, j], v), R[j])
-                G_par = G_par @ R[j]
+        G_wrist[wrist] = G[elbow] @ R[wrist]
+    # Fingers: all ten chains at once, one knuckle level at a time (swing only).
+    chains = torch.tensor(finger_chains("left") + finger_chains("right"))           # (10, 4)
+    G_par = torch.stack([G_wrist[L_WRIST]] * 5 + [G_wrist[R_WRIST]] * 5, 1)      # (B, 10, 3, 3)
+    for level in range(3):
+        j, child = chains[:, level], chains[:, level + 1]
+        v = (G_par.transpose(-1, -2) @ (T[:, child] - T[:, j])[..., None])[..., 0]
+        ok = (torch.minimum(conf[:, j], conf[:, child]) > 0.2)[..., None, None]
+        R_level = torch.where(ok, swing(J[:, child] - J[:, j], v), torch.eye(3).expand_as(G_par))
+        for n, joint in enumerate(j.tolist()):
+            R[joint] = R_level[:, n]
+        G_par = G_par @ R_level
     return torch.stack(R, 1)
 
 
