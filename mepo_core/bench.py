@@ -172,9 +172,10 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         clip = CLIPS[r["clip"]]
         stages = " ".join(f"{r['stages_ms'][s]:8.1f}" if s in r["stages_ms"] else f"{'-':>8s}" for s in STAGES)
-        ratio = r["fps"] / holistic_fps[r["clip"]] if r["clip"] in holistic_fps else float("nan")
+        base = holistic_fps.get(r["clip"])
+        ratio = f"{r['fps'] / base:5.2f}x" if base else f"{'-':>6s}"
         lines.append(f"{clip.name:9s} {r['system']:13s} {r['frames']:6d} {r['fps']:6.1f} {r['median_ms']:7.1f} "
-                     f"{r['p95_ms']:7.1f} {r['people']:6.2f} {r['rss_mb']:7.0f} {stages} {ratio:5.2f}x  "
+                     f"{r['p95_ms']:7.1f} {r['people']:6.2f} {r['rss_mb']:7.0f} {stages} {ratio}  "
                      f"{_target(r, clip)}")
     return "\n".join(lines)
 

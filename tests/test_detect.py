@@ -28,11 +28,12 @@ def still():
 
 
 @pytest.fixture(scope="module")
-def video_frames():
-    """People of the first 60 frames (the clip has 40) of the two-person demo, in video (tracking) mode."""
+def video_run():
+    """People of the first 60 frames (the clip has 40) of the two-person demo, in video (tracking) mode, and
+    the landmarker's timings of each frame."""
     landmarker = WholeBodyLandmarker()
     capture = cv2.VideoCapture(str(DATA / "video" / "multi_person_demo.mp4"))
-    frames = []
+    frames, timings = [], []
     for index in range(60):
         ok, bgr = capture.read()
         if not ok:
@@ -40,8 +41,14 @@ def video_frames():
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         frames.append(landmarker.process(FrameRecord(index, index / 12.0, image,
                                                      Camera.from_fov(image.shape[1], image.shape[0]))))
+        timings.append(dict(landmarker.timings))
     assert len(frames) >= 30
-    return frames
+    return frames, timings
+
+
+@pytest.fixture(scope="module")
+def video_frames(video_run):
+    return video_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +130,78 @@ def test_face_mesh_sits_on_the_nose(coco_241):
         assert face.shape == (478, 3)
         face_size = np.ptp(face[:, :2], axis=0).max()
         assert np.linalg.norm(face[1, :2] - person.landmarks.body_2d[0, :2]) < 0.35 * face_size
+
+
+def test_video_mode_spreads_the_detector_over_frames(video_run):
+    """Only the first frame runs every detector region; later frames run at most the whole frame, one tile
+    and a region per person just lost (2 at most), so no frame pays for the whole tiled pass."""
+    _, timings = video_run
+    assert timings[0]["detect_regions"] > 10
+    assert all(t.get("detect_regions", 0) <= 4 for t in timings[1:])
+    assert all(set(t) >= {"pose", "hands", "face"} for t in timings)
+
+
+def single_person_crop() -> np.ndarray:
+    """The person of a single_person_demo frame with a margin of 10% of their height (RGB)."""
+    capture = cv2.VideoCapture(str(DATA / "video" / "single_person_demo.mp4"))
+    for _ in range(10):
+        ok, bgr = capture.read()
+    assert ok
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    x0, y0, x1, y1 = WholeBodyLandmarker(still_image=True, hands=False, face=False).process(
+        FrameRecord(0, 0.0, image, Camera.from_fov(image.shape[1], image.shape[0]))).people[0].box
+    pad = 0.1 * (y1 - y0)
+    return image[int(max(y0 - pad, 0)):int(y1 + pad), int(max(x0 - pad, 0)):int(x1 + pad)]
+
+
+@pytest.fixture(scope="module")
+def person_crop():
+    return single_person_crop()
+
+
+def paste(canvas: np.ndarray, crop: np.ndarray, body_height: float, centre) -> np.ndarray:
+    """The crop scaled so the body (crop height / 1.2) is ``body_height`` pixels, pasted at ``centre``."""
+    scale = body_height * 1.2 / crop.shape[0]
+    small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    x = int(np.clip(centre[0] - small.shape[1] / 2, 0, canvas.shape[1] - small.shape[1]))
+    y = int(np.clip(centre[1] - small.shape[0] / 2, 0, canvas.shape[0] - small.shape[0]))
+    canvas = canvas.copy()
+    canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return canvas
+
+
+def canvases():
+    gray = np.full((480, 640, 3), 120, np.uint8)
+    flowers = cv2.cvtColor(cv2.imread(str(DATA / "images" / "coco_val2014" / "COCO_val2014_000000000569.jpg")),
+                           cv2.COLOR_BGR2RGB)[0:330, 330:640]   # flower beds and lawn, nobody in it
+    return {"gray": gray, "photo": cv2.resize(flowers, (640, 480))}
+
+
+@pytest.mark.parametrize("fraction", [1 / 8, 1 / 6, 1 / 4])
+@pytest.mark.parametrize("background", ["gray", "photo"])
+def test_small_person_on_a_canvas_is_found(still, person_crop, fraction, background):
+    """A person 1/8, 1/6, 1/4 of the frame height, at three places in a 640x480 frame, is found (alone)."""
+    for centre in ((128, 144), (448, 288), (320, 400)):
+        image = paste(canvases()[background], person_crop, fraction * 480, centre)
+        people = still.process(FrameRecord(0, 0.0, image, Camera.from_fov(640, 480))).people
+        assert len(people) == 1, (centre, [p.box for p in people])
+        x0, y0, x1, y1 = people[0].box
+        assert abs((x0 + x1) / 2 - centre[0]) < 0.5 * fraction * 480
+        assert 0.6 < (y1 - y0) / (fraction * 480) < 1.3
+
+
+def test_small_person_entering_a_video_is_found_by_the_round_robin(person_crop):
+    """Video mode: after 3 empty frames a 1/8-height person appears; the tiles visited one per frame find
+    them within one round of the tiles (the whole-frame pass alone would not)."""
+    landmarker = WholeBodyLandmarker(hands=False, face=False)
+    background = canvases()["photo"]
+    tiles = len(landmarker.detector.regions(480, 640)) - 1
+    image = paste(background, person_crop, 480 / 8, (448, 288))
+    found_at = None
+    for index in range(3 + tiles + 1):
+        frame = FrameRecord(index, index / 15.0, background if index < 3 else image, Camera.from_fov(640, 480))
+        if landmarker.process(frame).people:
+            assert index >= 3
+            found_at = index
+            break
+    assert found_at is not None

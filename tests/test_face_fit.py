@@ -131,4 +131,4 @@ def test_standin_model_falls_back_to_cues(standin_model_dir, cache):
     model = load_body_model(standin_model_dir)
     assert FaceFitter.create(model) is None
     assert FaceFitter.create(model) is None          # the failure is cached, not rebuilt
-    assert SmplxEstimator(model).face_fitter is None
+    assert SmplxEstimator(model, face_fit=True).face_fitter is None

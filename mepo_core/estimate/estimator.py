@@ -20,7 +20,7 @@ class SmplxEstimator:
     """IK initialisation + batched refinement. ``estimate(frame)`` fills every person's params and joints."""
 
     def __init__(self, body_model, refine_iterations: int = 2, with_vertices: bool = False,
-                 face_fit: bool = True):
+                 face_fit: bool = False):
         torch.set_grad_enabled(True)
         self.body_model = body_model
         self.fk = SkeletonFK(body_model)

@@ -57,7 +57,7 @@ IRIS = {"left": 473, "right": 468}       # the person's left / right iris centre
 
 JAW_GRID = np.linspace(-0.1, 0.6, 29)    # rad
 JAW_MAX = 0.6
-Z_WEIGHT = 0.3                           # MediaPipe's relative depth is noisier than x, y
+Z_WEIGHT = 0.0                           # MediaPipe's relative depth is noisier than x, y
 EXPRESSION_RIDGE = 4e-6                  # m^2 per unit-variance expression coefficient (prior ~ N(0, 1))
 EXPRESSION_CLIP = 3.0
 GAZE_MAX = 0.6
