@@ -92,6 +92,19 @@ class SkeletonFK:
         return self._level_cache[n]
 
     @torch.no_grad()
+    def _keypoint_vertex_data(self) -> dict[str, torch.Tensor]:
+        """The model's data restricted to the 21 keypoint vertices (gathered once: posedirs is a big strided view)."""
+        if not hasattr(self, "_kv"):
+            m = self.body_model.smplx
+            ids = m.vertex_joint_selector.extra_joints_idxs
+            cols = (ids[:, None] * 3 + torch.arange(3)[None]).reshape(-1)
+            self._kv = {"v_template": m.v_template[ids], "shapedirs": m.shapedirs[ids], "exprdirs": m.expr_dirs[ids],
+                        "posedirs": m.posedirs[:, cols].contiguous(), "weights": m.lbs_weights[ids],
+                        # smplx regresses joints after adding the expression offsets too
+                        "j_exprdirs": torch.einsum("jv,vcb->jcb", m.J_regressor, m.expr_dirs)}
+        return self._kv
+
+    @torch.no_grad()
     def exact_joints(self, rotmats: torch.Tensor, betas: torch.Tensor, expression: torch.Tensor,
                      transl: torch.Tensor) -> torch.Tensor:
         """The 76 joints exactly as ``smplx`` returns them, without skinning the whole mesh.
@@ -100,20 +113,16 @@ class SkeletonFK:
         linear blend skinning as smplx (shape + expression + pose blend shapes), but only for those vertices.
         rotmats (B, 55, 3, 3), betas (B, 10), expression (B, 10), transl (B, 3) -> (B, 76, 3).
         """
-        m = self.body_model.smplx
-        ids = m.vertex_joint_selector.extra_joints_idxs
-        if not hasattr(self, "_j_exprdirs"):  # smplx regresses joints after adding expression offsets too
-            self._j_exprdirs = torch.einsum("jv,vcb->jcb", m.J_regressor, m.expr_dirs)
-        J = self.body_model.rest_joints(betas) + torch.einsum("jcb,nb->njc", self._j_exprdirs, expression)
+        k = self._keypoint_vertex_data()
+        J = self.body_model.rest_joints(betas) + torch.einsum("jcb,nb->njc", k["j_exprdirs"], expression)
         G, P = self._chain(rotmats, J, NUM_SMPLX_JOINTS)
         B = rotmats.shape[0]
-        v = (m.v_template[ids][None] + torch.einsum("vcb,nb->nvc", m.shapedirs[ids], betas)
-             + torch.einsum("vcb,nb->nvc", m.expr_dirs[ids], expression))
+        v = (k["v_template"][None] + torch.einsum("vcb,nb->nvc", k["shapedirs"], betas)
+             + torch.einsum("vcb,nb->nvc", k["exprdirs"], expression))
         pose_feature = (rotmats[:, 1:] - torch.eye(3)).reshape(B, -1)                       # (B, 486)
-        cols = (ids[:, None] * 3 + torch.arange(3)[None]).reshape(-1)
-        v = v + (pose_feature @ m.posedirs[:, cols]).reshape(B, -1, 3)
+        v = v + (pose_feature @ k["posedirs"]).reshape(B, -1, 3)
         # Skinning transforms A_k x = G_k (x - J_k) + P_k, blended by the vertices' weights.
-        W = m.lbs_weights[ids]                                                               # (21, 55)
+        W = k["weights"]                                                                     # (21, 55)
         rot = torch.einsum("vk,nkij->nvij", W, G)
         offset = torch.einsum("vk,nki->nvi", W, P - (G @ J[..., None])[..., 0])
         verts = (rot @ v[..., None])[..., 0] + offset

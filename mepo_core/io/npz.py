@@ -108,6 +108,9 @@ def write_npz(path: str, arrays: dict[str, np.ndarray]) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp creates 0600; give the take normal file permissions
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
