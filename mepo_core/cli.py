@@ -5,12 +5,13 @@ import argparse
 import os
 import sys
 
-VERBS = ("inspect", "bench", "model", "eval")
+VERBS = ("inspect", "bench", "model", "eval", "export")
 
 
 def _capture_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mepo", description="Multi-person whole-body 3D capture (SMPL-X layout).",
-                                epilog="verbs: mepo inspect TAKE.npz | mepo bench | mepo eval h36m | mepo model build")
+                                epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking] | mepo eval h36m | "
+                                       "mepo model build")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--video", help="input video file")
     src.add_argument("--image", help="input image file or folder of images")
@@ -103,8 +104,14 @@ def _run_verb(verb: str, argv: list[str]) -> int:
         print(describe_take(load_take(args.take)))
         return 0
     if verb == "bench":
+        if argv and argv[0] == "tracking":          # `mepo bench tracking`: IDs, jitter, lag, depth order
+            from .track.bench import main as tracking_bench_main
+            return tracking_bench_main(argv[1:])
         from .bench import main as bench_main
         return bench_main(argv)
+    if verb == "export":
+        from .export.cli import main as export_main
+        return export_main(argv)
     if verb == "eval":
         from .evaluate import main as eval_main
         return eval_main(argv)
