@@ -123,6 +123,8 @@ def _run_ours(frames: np.ndarray, warmup: int, opts: dict) -> tuple[list[float],
 
 
 def _run_holistic(frames: np.ndarray, warmup: int, opts: dict) -> tuple[list[float], list[int], dict]:
+    import os
+    os.environ.setdefault("GLOG_minloglevel", "2")   # MediaPipe's C++ start-up warnings would bury the table
     import mediapipe as mpipe
     times, people = [], []
     with mpipe.solutions.holistic.Holistic(static_image_mode=False, model_complexity=1) as holistic:
@@ -189,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the landmark models and torch")
     p.add_argument("--no-hands", action="store_true")
     p.add_argument("--no-face", action="store_true")
-    p.add_argument("--refine-iters", type=int, default=6)
+    p.add_argument("--refine-iters", type=int, default=2)
     p.add_argument("--model-dir", help="SMPL-X model directory (default: open model)")
     p.add_argument("--overlay", action="store_true", help="add a row per clip with mesh overlay rendering")
     p.add_argument("--no-baseline", action="store_true", help="skip MediaPipe Holistic")

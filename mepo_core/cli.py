@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mepo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return 0
     except Exception as e:  # BodyModelError and friends from other layers carry a one-line message too
         if type(e).__name__.endswith("Error") and type(e).__module__.startswith("mepo_core"):
             print(f"mepo: error: {e}", file=sys.stderr)

@@ -68,10 +68,21 @@ class VideoSource:
         self.source_size = (w, h)
         self.width, self.height, _ = _fit_size(w, h, max_side)
         self.camera = Camera.from_fov(self.width, self.height, fov_deg or DEFAULT_FOV_DEG)
+        self._seek_to: int | None = None
+
+    def seek(self, index: int) -> None:
+        """Make the running iteration continue at frame ``index`` (from the next frame it yields)."""
+        self._seek_to = max(0, int(index))
 
     def __iter__(self) -> Iterator[FrameRecord]:
         index, frame = 0, self._first
         while frame is not None:
+            if self._seek_to is not None:
+                index, self._seek_to = self._seek_to, None
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+                ok, frame = self.cap.read()
+                if not ok:
+                    break
             if self.max_frames is not None and index >= self.max_frames:
                 break
             yield FrameRecord(index, index / self.fps, _to_rgb(frame, (self.width, self.height)), self.camera)
@@ -105,6 +116,11 @@ class ImageSource:
         self.height, self.width = first.shape[:2]
         self.source_size = self._source_size
         self.camera = Camera.from_fov(self.width, self.height, fov_deg or exif_fov(self.paths[0]) or DEFAULT_FOV_DEG)
+        self._seek_to: int | None = None
+
+    def seek(self, index: int) -> None:
+        """Make the running iteration continue at image ``index`` (from the next frame it yields)."""
+        self._seek_to = min(max(0, int(index)), len(self.paths) - 1)
 
     def _read(self, path: str) -> np.ndarray:
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -116,12 +132,17 @@ class ImageSource:
         return _to_rgb(bgr, (nw, nh))
 
     def __iter__(self) -> Iterator[FrameRecord]:
-        for i, path in enumerate(self.paths):
+        i = 0
+        while i < len(self.paths):
+            if self._seek_to is not None:
+                i, self._seek_to = self._seek_to, None
+            path = self.paths[i]
             rgb = self._read(path)
             cam = self.camera
             if rgb.shape[:2] != (cam.height, cam.width):
                 cam = Camera.from_fov(rgb.shape[1], rgb.shape[0], self.fov_deg or exif_fov(path) or DEFAULT_FOV_DEG)
             yield FrameRecord(i, float(i), rgb, cam)
+            i += 1
 
     def close(self) -> None:
         pass

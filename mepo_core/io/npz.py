@@ -119,13 +119,16 @@ def write_npz(path: str, arrays: dict[str, np.ndarray]) -> str:
     return str(target)
 
 
-def load_take(path: str) -> dict[str, np.ndarray]:
-    """Load and validate a take; raises TakeFormatError with one clear line."""
+def load_take(path: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Load and validate a take; raises TakeFormatError with one clear line.
+
+    ``keys``: load only these arrays (plus ``format_version``), e.g. to keep big landmark arrays out of memory.
+    """
     if not os.path.isfile(path):
         raise TakeFormatError(f"take not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            data = {k: (z[k] if keys is None or k in keys or k == "format_version" else None) for k in z.files}
     except Exception as e:  # zip/pickle/format errors all mean "not a take"
         raise TakeFormatError(f"not a readable NPZ take: {path} ({type(e).__name__})") from None
     missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -134,7 +137,7 @@ def load_take(path: str) -> dict[str, np.ndarray]:
     version = int(data["format_version"])
     if version > FORMAT_VERSION:
         raise TakeFormatError(f"{path} has format version {version}; this mepo reads up to {FORMAT_VERSION}")
-    return data
+    return {k: v for k, v in data.items() if v is not None}
 
 
 def describe_take(data: dict[str, np.ndarray]) -> str:
