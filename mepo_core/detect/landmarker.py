@@ -58,7 +58,7 @@ class WholeBodyLandmarker:
     def __init__(self, hands: bool = True, face: bool = True, num_threads: int = 2, max_people: int = 30,
                  detect_every: int = 10, still_image: bool = False, zooms=(1, 2, 3), min_presence: float = 0.5,
                  dedupe_iou: float = 0.4, with_mask: bool = False, max_detection_tilt_deg: float = 100.0,
-                 tiles_per_frame: int = 1, hand_model: str = "full"):
+                 tiles_per_frame: int = 1, hand_model: str = "full", min_extent: float = 1 / 14):
         self.detector = PoseDetector(num_threads, zooms=zooms)
         self.body = PoseLandmarkModel(num_threads, with_mask=with_mask)
         self.hands = HandLandmarker(num_threads, model=hand_model) if hands else None
@@ -66,6 +66,9 @@ class WholeBodyLandmarker:
         self.max_people, self.detect_every, self.still_image = max_people, detect_every, still_image
         self.tiles_per_frame = tiles_per_frame
         self.min_presence, self.dedupe_iou = min_presence, dedupe_iou
+        # People smaller than this fraction of the frame height are dropped: zoomed tiles otherwise turn small
+        # objects (wall-mounted cameras, statues) into confident tiny "people". The promise is 1/8 of the height.
+        self.min_extent = min_extent
         # New people are assumed roughly upright: tilted detections are mostly limbs seen in zoomed tiles.
         self.max_tilt = np.radians(max_detection_tilt_deg)
         self.timings: dict[str, float] = {}
@@ -120,6 +123,9 @@ class WholeBodyLandmarker:
                    if r.presence >= self.min_presence and _mostly_in_frame(r.landmarks.body_2d, image.shape)]
         timings["pose"] += _ms(start)
         boxes = np.array([landmark_box(r.landmarks.body_2d) for r in results]).reshape(-1, 4)
+        extent = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        big_enough = extent >= self.min_extent * image.shape[0]
+        results, boxes = [r for r, ok in zip(results, big_enough) if ok], boxes[big_enough]
         kept = keep_distinct(results, boxes, self.dedupe_iou)[: self.max_people]
         kept_rois = [results[i].landmarks.roi for i in kept]
         self._lost_rois = [roi for roi in self._tracked_rois
