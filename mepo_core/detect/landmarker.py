@@ -120,7 +120,8 @@ class WholeBodyLandmarker:
 
         start = time.perf_counter()
         results = [r for r in (self.body.estimate(image, roi) for roi in rois)
-                   if r.presence >= self.min_presence and _mostly_in_frame(r.landmarks.body_2d, image.shape)]
+                   if r.presence >= self.min_presence and _mostly_in_frame(r.landmarks.body_2d, image.shape)
+                   and _plausible(r)]
         timings["pose"] += _ms(start)
         boxes = np.array([landmark_box(r.landmarks.body_2d) for r in results]).reshape(-1, 4)
         extent = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
@@ -195,6 +196,13 @@ def _face_is_tracked(face_box: np.ndarray, tracked_faces: list[np.ndarray]) -> b
     """True when a detection's face box centre lies in the face box of a person tracked last frame."""
     centre = (face_box[:2] + face_box[2:]) / 2
     return any((centre >= t[:2]).all() and (centre <= t[2:]).all() for t in tracked_faces)
+
+
+def _plausible(result, tilt_deg: float = 60.0, min_support: float = 0.9) -> bool:
+    """Sideways ROIs (from zoomed tiles) make the pose model hallucinate confident landmarks across the
+    background; a body far from upright is kept only when its landmarks lie on its own segmentation."""
+    tilt = abs((float(result.landmarks.roi[4]) + np.pi) % (2 * np.pi) - np.pi)
+    return tilt <= np.radians(tilt_deg) or result.mask_support >= min_support
 
 
 def _ms(start: float) -> float:

@@ -39,11 +39,23 @@ def refine_from_heatmap(xy_norm: np.ndarray, heatmap: np.ndarray, kernel: int = 
     return out
 
 
+def mask_support(xy_crop: np.ndarray, visibility: np.ndarray, seg_logits: np.ndarray) -> float:
+    """Mean segmentation probability at the visible landmarks (crop pixels): a real body's landmarks lie on its
+    own silhouette; landmarks hallucinated over background (a wrong, e.g. sideways, ROI) mostly do not."""
+    size = seg_logits.shape[0]
+    idx = np.clip(xy_crop.astype(int), 0, size - 1)
+    vis = visibility > 0.5
+    if vis.sum() < 4:
+        vis = np.ones_like(vis)
+    return float(sigmoid(seg_logits[idx[vis, 1], idx[vis, 0]]).mean())
+
+
 @dataclass
 class BodyResult:
     landmarks: Landmarks        # body fields filled, hands/face None
     presence: float
     next_roi: np.ndarray        # (5,) ROI for the next frame from the auxiliary landmarks
+    mask_support: float = 1.0   # mean segmentation probability under the visible landmarks (low = not a body)
 
 
 class PoseLandmarkModel:
@@ -73,7 +85,8 @@ class PoseLandmarkModel:
             mask=self._mask(segmentation[..., 0], roi, image.shape) if self.with_mask else None,
             roi=np.asarray(roi, np.float32))
         next_roi = transform_roi(roi_from_alignment_points(points[33, :2], points[34, :2], 90.0), scale=1.25)
-        return BodyResult(landmarks, landmarks.body_score, next_roi)
+        return BodyResult(landmarks, landmarks.body_score, next_roi,
+                          mask_support(raw[:NUM_BODY, :2], visibility[:NUM_BODY], segmentation[..., 0]))
 
     def _mask(self, logits: np.ndarray, roi: np.ndarray, shape) -> np.ndarray:
         """(256, 256) logits -> (H, W) float32 probability in frame pixels (0 outside the ROI)."""
