@@ -46,8 +46,8 @@ def run_capture(source, pipeline, out: str | None, overlay: str | None = None, p
             renderer = OverlayRenderer(source.camera)
             if not _is_image_path(overlay):
                 writer = VideoWriter(overlay, source.fps, (source.width, source.height))
-        for frame in source:
-            pipeline.process(frame)
+
+        def emit(frame: FrameRecord) -> None:
             recorder.add(frame)
             ids.update(p.track_id for p in frame.people if p.params is not None)
             if renderer is not None:
@@ -57,9 +57,19 @@ def run_capture(source, pipeline, out: str | None, overlay: str | None = None, p
                 else:
                     from .render.video_writer import write_image
                     write_image(overlay, image)
-            bar.update(1)
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(fps=f"{len(recorder) / max(elapsed, 1e-6):.1f}", people=len(frame.people), ids=len(ids))
+
+        try:
+            for frame in source:
+                for done in pipeline.feed(frame):    # offline smoothing holds a few frames back
+                    emit(done)
+                bar.update(1)
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(fps=f"{len(recorder) / max(elapsed, 1e-6):.1f}", people=len(frame.people),
+                                ids=len(ids))
+        except KeyboardInterrupt:
+            interrupted = True
+        for done in pipeline.flush():                # frames still held back are part of the take too
+            emit(done)
     except KeyboardInterrupt:
         interrupted = True
     finally:

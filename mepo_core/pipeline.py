@@ -1,4 +1,5 @@
-"""Composes the stages: detect -> assign IDs -> estimate -> (shape memory). Used unchanged by CLI and app."""
+"""Composes the stages: (cut check) -> detect -> assign IDs -> estimate -> motion (shape per ID, depth order,
+smoothing, feet). Used unchanged by CLI and app."""
 from __future__ import annotations
 
 import time
@@ -21,23 +22,29 @@ class StageTimes:
 
 
 class CapturePipeline:
-    """One frame in, the same frame out with people, IDs, SMPL-X parameters and joints filled in."""
+    """One frame in, the same frame out with people, IDs, SMPL-X parameters and joints filled in.
 
-    def __init__(self, landmarker, estimator, tracker, shape_memory=None):
-        self.landmarker, self.estimator, self.tracker, self.shape_memory = landmarker, estimator, tracker, shape_memory
+    ``process(frame)`` for causal smoothing (``off``/``live``: the app and cameras); ``feed(frame)`` returns the
+    frames that are final (offline presets hold ``motion.window`` frames back) and ``flush()`` the rest."""
+
+    def __init__(self, landmarker, estimator, tracker, motion=None):
+        self.landmarker, self.estimator, self.tracker, self.motion = landmarker, estimator, tracker, motion
         self.times = StageTimes()
 
     @classmethod
     def create(cls, model_dir: str | None = None, still_image: bool = False, hands: bool = True, face: bool = True,
-               refine_iterations: int = 2, with_vertices: bool = False, num_threads: int = 2, max_missing: int = 30):
+               refine_iterations: int = 2, with_vertices: bool = False, num_threads: int = 2,
+               max_missing_s: float = 2.0, smooth: str = "off"):
         from .body.model import load_body_model
         from .detect.landmarker import WholeBodyLandmarker
         from .estimate.estimator import SmplxEstimator
-        from .track.ids import IdTracker, ShapeMemory
+        from .track.ids import IdTracker
+        from .track.motion import MotionStage
         body = load_body_model(model_dir)
         landmarker = WholeBodyLandmarker(hands=hands, face=face, num_threads=num_threads, still_image=still_image)
         estimator = SmplxEstimator(body, refine_iterations=refine_iterations, with_vertices=with_vertices)
-        return cls(landmarker, estimator, IdTracker(max_missing=max_missing), ShapeMemory())
+        tracker = IdTracker(max_missing_s=max_missing_s, detect_cuts=not still_image)
+        return cls(landmarker, estimator, tracker, MotionStage(estimator, smooth=smooth))
 
     @property
     def body_model(self):
@@ -46,18 +53,36 @@ class CapturePipeline:
     def reset(self) -> None:
         self.landmarker.reset()
         self.tracker.reset()
+        if self.motion:
+            self.motion.reset()
 
     def process(self, frame: FrameRecord) -> FrameRecord:
+        if self.motion and self.motion.offline:
+            raise ValueError("offline smoothing holds frames back: use feed()/flush(), or a causal preset")
+        self.feed(frame)
+        return frame
+
+    def feed(self, frame: FrameRecord) -> list[FrameRecord]:
         t0 = time.perf_counter()
+        if self.tracker.detect_cut(frame):
+            self.landmarker.reset()                 # ROIs from the previous shot mean nothing now
         self.landmarker.process(frame)
         t1 = time.perf_counter()
         self.tracker.update(frame)
-        hints = self.shape_memory.hints() if self.shape_memory else None
+        hints = self.motion.hints() if self.motion else None
         self.estimator.estimate(frame, betas_hint=hints)
-        if self.shape_memory:
-            self.shape_memory.update(frame)
         t2 = time.perf_counter()
+        ready = [frame]
+        if self.motion:
+            self.motion.forget(self.tracker.closed)
+            self.tracker.closed.clear()
+            ready = self.motion.push(frame)
+        t3 = time.perf_counter()
         self.times.add("detect+landmarks", t1 - t0)
         self.times.add("track+estimate", t2 - t1)
+        self.times.add("motion", t3 - t2)
         self.times.frames += 1
-        return frame
+        return ready
+
+    def flush(self) -> list[FrameRecord]:
+        return self.motion.flush() if self.motion else []

@@ -95,7 +95,7 @@ class IdTracker:
 
     def detect_cut(self, frame: FrameRecord) -> bool:
         """Call once per frame (before ``update``); a cut closes every open track."""
-        if self.cuts is None or not self.cuts.update(frame.image):
+        if self.cuts is None or not self.cuts.update(frame.image, frame.timestamp):
             return False
         self.cut_frames.append(frame.index)
         self.closed += [t.track_id for t in self.tracks]
