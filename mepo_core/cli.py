@@ -25,8 +25,13 @@ def _capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-face", action="store_true", help="skip face landmarks (faster)")
     p.add_argument("--refine-iters", type=int, default=2, help="refinement iterations per frame (0 = IK only)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the landmark models")
+    p.add_argument("--smooth", choices=("off", "live", "light", "medium", "strong"),
+                   help="temporal smoothing: live = causal One-Euro (no look-ahead); light/medium/strong = offline "
+                        "window both ways (default: medium for --video, live for --camera, off for --image)")
     p.add_argument("--gui", action="store_true", help="open the desktop app")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .export.cli import add_export_arguments
+    add_export_arguments(p.add_argument_group("export after capture (needs --out)"))
     return p
 
 
@@ -62,6 +67,8 @@ def _run_capture(args) -> int:
         raise MepoError("give an input: --video FILE, --image FILE|DIR or --camera N (or no arguments for the app)")
     if not args.out and not args.overlay:
         raise MepoError("give --out TAKE.npz and/or --overlay FILE")
+    if (args.fbx or args.glb or args.bvh) and not args.out:
+        raise MepoError("--fbx/--glb/--bvh export the take: give --out TAKE.npz too")
     for path in (args.out, args.overlay):
         _check_writable(path)
     if args.video:
@@ -74,7 +81,9 @@ def _run_capture(args) -> int:
     from .capture import run_capture
     pipeline = CapturePipeline.create(model_dir=args.model_dir, still_image=bool(args.image), hands=not args.no_hands,
                                       face=not args.no_face, refine_iterations=args.refine_iters,
-                                      with_vertices=bool(args.overlay), num_threads=args.threads)
+                                      with_vertices=bool(args.overlay), num_threads=args.threads,
+                                      smooth=args.smooth or ("medium" if args.video else "live" if args.camera is not None
+                                                             else "off"))
     result = run_capture(source, pipeline, args.out, args.overlay, progress=not args.quiet)
     fps = result.frames / max(result.seconds, 1e-6)
     state = "interrupted; saved" if result.interrupted else "done"
@@ -84,6 +93,12 @@ def _run_capture(args) -> int:
     if result.people == 0:
         print("mepo: error: no person found in the input", file=sys.stderr)
         return 3
+    if result.out and (args.fbx or args.glb or args.bvh):
+        from .export import export_take
+        from .export.cli import options_from_args
+        written = export_take(result.out, fbx=args.fbx, glb=args.glb, bvh_dir=args.bvh,
+                              options=options_from_args(args), progress=not args.quiet)
+        print("mepo: exported " + ", ".join(written), file=sys.stderr)
     return 130 if result.interrupted else 0
 
 

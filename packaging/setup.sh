@@ -13,6 +13,10 @@ apt_install() {  # installs the given Debian packages that are missing
 }
 # Offscreen OpenGL for the overlay renderer (EGL or OSMesa, software rendering works).
 command -v dpkg >/dev/null && apt_install libegl1 libgl1 libgl1-mesa-dri libosmesa6 libglib2.0-0
+# Qt's xcb platform for the desktop app (PyQt6), and Xvfb to run it (and its tests) in a real window without a screen.
+command -v dpkg >/dev/null && apt_install libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
+  libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libx11-xcb1 libfontconfig1 libdbus-1-3 \
+  libglib2.0-0 xvfb
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 if [ ! -x .venv/bin/python ]; then
@@ -24,4 +28,6 @@ pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0"
 pip install -q -e ".[dev]"
 pip install -q --no-deps "pyrender==0.1.45"
+# Blender's bpy for FBX export, in its own environment (~30 s, ~1 GB; MEPO_SKIP_BPY=1 skips it).
+[ -n "${MEPO_SKIP_BPY:-}" ] || bash packaging/setup_bpy.sh
 echo "setup: done ($(python -c 'import mepo_core, torch; print("torch", torch.__version__)'))"

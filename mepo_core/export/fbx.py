@@ -1,0 +1,117 @@
+"""FBX through Blender's ``bpy``, run in its own environment (``.venv-bpy``, see packaging/setup_bpy.sh): this
+process computes bone rest matrices and pose keys, hands them over in a temp NPZ, and ``blender_fbx.py`` builds
+one armature (object named ``person_<ID>``) + skinned mesh with expression shape keys per person and writes FBX.
+Blender's scene is Z-up metres; ``--up``/``--units`` become the FBX writer's axis and scale settings.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ..body.skeleton import SMPLX_PARENTS
+from ..errors import MepoError
+from ..paths import ASSETS_DIR
+from .motion import NUM_JOINTS, ExportOptions
+from .scene import build_people
+
+BLENDER_SCRIPT = Path(__file__).with_name("blender_fbx.py")
+SETUP_HINT = "run packaging/setup_bpy.sh (or set MEPO_BPY_PYTHON to a python with bpy 5.0)"
+_BONE_TARGET = {0: 3, 9: 12}          # pelvis points at spine1, spine3 at the neck; others at their children
+
+
+def bpy_python() -> str:
+    """The python of Blender's environment; MepoError with the setup hint when it is missing."""
+    env = os.environ.get("MEPO_BPY_PYTHON")
+    candidate = Path(env) if env else ASSETS_DIR.parent / ".venv-bpy" / "bin" / "python"
+    if not candidate.is_file():
+        raise MepoError(f"FBX export needs Blender's bpy in its own environment ({candidate} not found): {SETUP_HINT}")
+    return str(candidate)
+
+
+def run_blender(args: list[str], timeout: float | None = None) -> None:
+    proc = subprocess.run([bpy_python(), str(BLENDER_SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise MepoError(f"Blender failed ({proc.returncode}): {tail[0]}")
+
+
+def _align_y(d: np.ndarray) -> np.ndarray:
+    """Smallest rotation taking +Y to the unit vector d."""
+    y = np.array([0.0, 1.0, 0.0])
+    v, c = np.cross(y, d), float(y @ d)
+    if c < -0.999999:
+        return np.diag([1.0, -1.0, -1.0])
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + k + k @ k / (1.0 + c)
+
+
+def _bones(rest_positions: np.ndarray, rest_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bone orientations (55, 3, 3) (Y along the bone) and lengths (55,) from the rest skeleton."""
+    orient, lengths = np.empty((NUM_JOINTS, 3, 3)), np.empty(NUM_JOINTS)
+    for j in range(NUM_JOINTS):
+        kids = np.flatnonzero(SMPLX_PARENTS == j)
+        if j in _BONE_TARGET:
+            d = rest_positions[_BONE_TARGET[j]] - rest_positions[j]
+        elif len(kids):
+            d = rest_positions[kids].mean(axis=0) - rest_positions[j]
+        else:
+            d = 0.5 * rest_offsets[j]
+        length = max(float(np.linalg.norm(d)), 0.005)
+        orient[j], lengths[j] = _align_y(d / max(np.linalg.norm(d), 1e-9)), length
+    return orient, lengths
+
+
+def write_fbx(path: str, take: dict, options: ExportOptions, progress=None) -> None:
+    blender_opts = replace(options, up="z", units="m")
+    people = build_people(take, blender_opts)
+    names = options.joint_names()
+    data: dict[str, np.ndarray] = {"fps": np.array(float(take["fps"])), "up": np.array(options.up),
+                                   "scale": np.array(100.0 if options.units == "cm" else 1.0),
+                                   "num_frames": np.array(take["valid"].shape[0]),
+                                   "people": np.array([p.motion.name for p in people])}
+    for person in people:
+        m = person.motion
+        orient, lengths = _bones(m.rest_positions, m.rest_offsets)
+        parent_heads = np.vstack([np.zeros(3), m.rest_positions[SMPLX_PARENTS[1:]]])
+        locs, quats = [], []
+        for chunk in m.chunks():
+            # pose-bone basis = inv(B_j) T(h_parent) L_j O_j, B_j = [O_j, h_j] the bone's rest matrix
+            rot = np.einsum("jba,njbc,jcd->njad", orient, chunk.rotations, orient)
+            loc = np.einsum("jba,njb->nja", orient, parent_heads + chunk.translations - m.rest_positions)
+            q = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(-1, NUM_JOINTS, 4)
+            locs.append(loc.astype(np.float32))
+            quats.append(q[..., [3, 0, 1, 2]].astype(np.float32))
+            if progress:
+                progress(len(chunk.rotations) // 2)
+        pre = f"{m.name}/"
+        data.update({pre + "joint_names": np.array(names), pre + "heads": m.rest_positions, pre + "orient": orient,
+                     pre + "lengths": lengths, pre + "parents": SMPLX_PARENTS, pre + "loc": np.concatenate(locs),
+                     pre + "quat": np.concatenate(quats)})
+        if person.mesh is not None:
+            mesh = person.mesh
+            data.update({pre + "verts": mesh.vertices, pre + "faces": mesh.faces.astype(np.int64),
+                         pre + "skin_joints": mesh.joints, pre + "skin_weights": mesh.weights,
+                         pre + "expr_dirs": mesh.expression, pre + "expr": take["expression"][m.source, m.p]})
+    with tempfile.TemporaryDirectory(prefix="mepo_fbx_") as tmp:
+        scene = os.path.join(tmp, "scene.npz")
+        np.savez(scene, **data)
+        del data
+        run_blender(["export", scene, path])
+    if progress:
+        progress(sum(p.motion.num_frames - p.motion.num_frames // 2 for p in people))
+
+
+def read_fbx(path: str, render_png: str | None = None) -> dict:
+    """Re-import ``path`` in Blender: per armature bone names and world joint positions per frame (Z-up, metres)."""
+    with tempfile.TemporaryDirectory(prefix="mepo_fbx_") as tmp:
+        out = os.path.join(tmp, "joints.npz")
+        run_blender(["import", path, out] + ([render_png] if render_png else []))
+        with np.load(out) as z:
+            return {k: z[k] for k in z.files}
