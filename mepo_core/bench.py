@@ -85,10 +85,8 @@ def load_frames(path: Path, start: int, count: int) -> np.ndarray:
 
 
 def _run_ours(frames: np.ndarray, warmup: int, opts: dict) -> tuple[list[float], list[int], dict]:
-    import torch
     from .pipeline import CapturePipeline, StageTimes
     from .records import Camera, FrameRecord
-    torch.set_num_threads(opts["threads"])
     pipeline = CapturePipeline.create(model_dir=opts["model_dir"], hands=opts["hands"], face=opts["face"],
                                       refine_iterations=opts["refine_iters"], with_vertices=opts["overlay"],
                                       num_threads=opts["threads"])
