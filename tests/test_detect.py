@@ -191,14 +191,14 @@ def test_small_person_on_a_canvas_is_found(still, person_crop, fraction, backgro
 
 
 def test_small_person_entering_a_video_is_found_by_the_round_robin(person_crop):
-    """Video mode: after 3 empty frames a 1/8-height person appears; the tiles visited one per frame find
-    them within one round of the tiles (the whole-frame pass alone would not)."""
+    """Video mode: after 3 empty frames a 1/8-height person appears; the tiles visited one every
+    ``tile_every`` frames find them within one round of the tiles (the whole-frame pass alone would not)."""
     landmarker = WholeBodyLandmarker(hands=False, face=False)
     background = canvases()["photo"]
     tiles = len(landmarker.detector.regions(480, 640)) - 1
     image = paste(background, person_crop, 480 / 8, (448, 288))
     found_at = None
-    for index in range(3 + tiles + 1):
+    for index in range(3 + landmarker.tile_every * tiles + 1):
         frame = FrameRecord(index, index / 15.0, background if index < 3 else image, Camera.from_fov(640, 480))
         if landmarker.process(frame).people:
             assert index >= 3

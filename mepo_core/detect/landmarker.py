@@ -50,7 +50,7 @@ class WholeBodyLandmarker:
     Image mode (``still_image=True``) runs the detector on every region (whole frame + zoomed tiles) of every
     frame. Video mode tracks each person's ROI from the previous frame and spreads the detector over frames
     so that no frame pays for the whole tiled pass: the whole frame every ``detect_every`` frames, the next
-    ``tiles_per_frame`` zoomed tiles round-robin every frame, and one region around each person lost in the
+    ``tiles_per_frame`` zoomed tiles round-robin every ``tile_every`` frames, and one region around each person lost in the
     previous frame. Only the first frame after ``reset()`` runs every region. Detections of people already
     tracked are dropped before the (costly) pose landmark model runs on them.
     ``timings`` holds the last frame's milliseconds per stage."""
@@ -58,13 +58,15 @@ class WholeBodyLandmarker:
     def __init__(self, hands: bool = True, face: bool = True, num_threads: int = 2, max_people: int = 30,
                  detect_every: int = 10, still_image: bool = False, zooms=(1, 2, 3), min_presence: float = 0.5,
                  dedupe_iou: float = 0.4, with_mask: bool = False, max_detection_tilt_deg: float = 100.0,
-                 tiles_per_frame: int = 1, hand_model: str = "full", min_extent: float = 1 / 14):
+                 tiles_per_frame: int = 1, tile_every: int = 2, hand_model: str = "full", min_extent: float = 1 / 14):
         self.detector = PoseDetector(num_threads, zooms=zooms)
         self.body = PoseLandmarkModel(num_threads, with_mask=with_mask)
         self.hands = HandLandmarker(num_threads, model=hand_model) if hands else None
         self.face = FaceLandmarker(num_threads) if face else None
         self.max_people, self.detect_every, self.still_image = max_people, detect_every, still_image
         self.tiles_per_frame = tiles_per_frame
+        self.tile_every = max(1, tile_every)   # a tile pass every N frames: small newcomers are found within
+                                               # (tiles x N) frames, and no frame pays for more than one tile
         self.min_presence, self.dedupe_iou = min_presence, dedupe_iou
         # People smaller than this fraction of the frame height are dropped: zoomed tiles otherwise turn small
         # objects (wall-mounted cameras, statues) into confident tiny "people". The promise is 1/8 of the height.
@@ -80,6 +82,7 @@ class WholeBodyLandmarker:
         self._tracked_faces: list[np.ndarray] = []
         self._frames_since_full = 0
         self._tile_cursor = 0
+        self._frame_count = 0
         self._first = True
 
     def _regions(self, height: int, width: int) -> list[tuple[int, int, int]]:
@@ -96,9 +99,11 @@ class WholeBodyLandmarker:
             regions += full
             self._frames_since_full = 0
         self._frames_since_full += 1
-        for _ in range(min(self.tiles_per_frame, len(tiles))):
-            regions.append(tiles[self._tile_cursor % len(tiles)])
-            self._tile_cursor += 1
+        self._frame_count += 1
+        if self._frame_count % self.tile_every == 0:
+            for _ in range(min(self.tiles_per_frame, len(tiles))):
+                regions.append(tiles[self._tile_cursor % len(tiles)])
+                self._tile_cursor += 1
         for roi in self._lost_rois[:2]:   # re-detect where someone was just lost
             side = int(max(roi[2], 64))
             regions.append((int(roi[0] - side / 2), int(roi[1] - side / 2), side))
