@@ -5,12 +5,13 @@ import argparse
 import os
 import sys
 
-VERBS = ("inspect", "bench", "model", "eval", "export")
+VERBS = ("inspect", "bench", "model", "eval", "export", "train")
 
 
 def _capture_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mepo", description="Multi-person whole-body 3D capture (SMPL-X layout).",
-                                epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking] | mepo eval h36m | "
+                                epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking] | mepo eval h36m|mepo | "
+                                       "mepo train mepo | "
                                        "mepo model build")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--video", help="input video file")
@@ -24,6 +25,8 @@ def _capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hands", action="store_true", help="skip hand landmarks (faster)")
     p.add_argument("--no-face", action="store_true", help="skip face landmarks (faster)")
     p.add_argument("--refine-iters", type=int, default=2, help="refinement iterations per frame (0 = IK only)")
+    p.add_argument("--estimator", choices=("fit", "mepo"), default="fit",
+                   help="fit: IK + refinement (default); mepo: the learned MEPO networks (assets/nets)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the landmark models")
     p.add_argument("--smooth", choices=("off", "live", "light", "medium", "strong"),
                    help="temporal smoothing: live = causal One-Euro (no look-ahead); light/medium/strong = offline "
@@ -82,6 +85,7 @@ def _run_capture(args) -> int:
     pipeline = CapturePipeline.create(model_dir=args.model_dir, still_image=bool(args.image), hands=not args.no_hands,
                                       face=not args.no_face, refine_iterations=args.refine_iters,
                                       with_vertices=bool(args.overlay), num_threads=args.threads,
+                                      estimator=args.estimator,
                                       smooth=args.smooth or ("medium" if args.video else "live" if args.camera is not None
                                                              else "off"))
     result = run_capture(source, pipeline, args.out, args.overlay, progress=not args.quiet)
@@ -125,11 +129,17 @@ def _run_verb(verb: str, argv: list[str]) -> int:
         if argv and argv[0] == "tracking":          # `mepo bench tracking`: IDs, jitter, lag, depth order
             from .track.bench import main as tracking_bench_main
             return tracking_bench_main(argv[1:])
+        if argv and argv[0] == "nets":              # `mepo bench nets`: per-person cost of the MEPO networks
+            from .train.mepo import bench_main as nets_bench_main
+            return nets_bench_main(argv[1:])
         from .bench import main as bench_main
         return bench_main(argv)
     if verb == "export":
         from .export.cli import main as export_main
         return export_main(argv)
+    if verb == "train":                              # `mepo train mepo --ablation ...`
+        from .train.mepo import train_main
+        return train_main(argv)
     if verb == "eval":
         from .evaluate import main as eval_main
         return eval_main(argv)
@@ -145,6 +155,9 @@ def _run_verb(verb: str, argv: list[str]) -> int:
 
 def _run_app(argv: list[str]) -> int:
     from .errors import MepoError
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")):
+        raise MepoError("no display for the desktop app: run it in a desktop session, or `xvfb-run -a mepo ...`; "
+                        "for headless capture use `mepo --video IN --out TAKE.npz`")
     try:
         from app.main import main as app_main
     except ImportError as e:
