@@ -165,3 +165,10 @@ def test_ctrl_c_keeps_processed_frames(tmp_path):
     take = load_take(str(out))
     assert 5 <= take["valid"].shape[0] < 257
     assert take["valid"].any()
+
+
+def test_app_without_display_is_a_clear_error():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, "-m", "mepo_core.cli"], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       env=env)
+    assert_clean_error(r, "display")
