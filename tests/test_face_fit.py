@@ -132,3 +132,16 @@ def test_standin_model_falls_back_to_cues(standin_model_dir, cache):
     assert FaceFitter.create(model) is None
     assert FaceFitter.create(model) is None          # the failure is cached, not rebuilt
     assert SmplxEstimator(model, face_fit=True).face_fitter is None
+
+
+def test_neutral_expression_removes_a_persons_constant_offset():
+    from mepo_core.estimate.estimator import NeutralExpression
+    neutral = NeutralExpression(min_frames=5)
+    rng = np.random.default_rng(0)
+    offset = rng.normal(0, 1.0, 10).astype(np.float32)        # identity bias of this person's face
+    smile = np.zeros(10, np.float32)
+    smile[2] = 0.8
+    outs = [neutral.relative(7, offset + (smile if t % 4 == 0 else 0)) for t in range(40)]
+    assert np.abs(outs[-2]).max() < 1e-6                       # neutral frames read neutral
+    assert np.allclose(outs[-4], smile, atol=1e-6)             # the expression change survives
+    assert np.abs(neutral.relative(-1, offset)).max() <= 0.5 * np.abs(offset).max() + 1e-6   # still image: shrunk

@@ -20,7 +20,7 @@ class SmplxEstimator:
     """IK initialisation + batched refinement. ``estimate(frame)`` fills every person's params and joints."""
 
     def __init__(self, body_model, refine_iterations: int = 2, with_vertices: bool = False,
-                 face_fit: bool = False):
+                 face_fit: bool = True):
         # The estimator's tensors are tiny (55 joints x a few people): torch's intra-op thread pool only adds
         # synchronisation (measured: 14 ms with 1 thread vs 70 ms with 2 on a loaded 2-core machine).
         torch.set_num_threads(1)
@@ -34,6 +34,7 @@ class SmplxEstimator:
         self.num_betas = 10
         # Expression / jaw / eyes from the face mesh; None (model without a detectable face) -> hand-tuned cues.
         self.face_fitter = FaceFitter.create(body_model) if face_fit else None
+        self.expression_neutral = NeutralExpression()
 
     def estimate(self, frame: FrameRecord, betas_hint: dict[int, np.ndarray] | None = None) -> FrameRecord:
         people = [p for p in frame.people if p.landmarks is not None]
@@ -58,7 +59,7 @@ class SmplxEstimator:
             transl0 = solve_translation(joints0, kp2d, cam)
         rotvec, betas, transl = self.refiner(R, betas, transl0, T, conf3, kp2d, cam, scale2d)
         faces = self._fit_faces(people, betas, cam)
-        params = self._params(rotvec, betas, transl, targets, faces)
+        params = self._params(rotvec, betas, transl, targets, faces, [p.track_id for p in people])
         stacked = {k: torch.as_tensor(np.stack([getattr(p, k) for p in params])) for k in SmplxParams.KEYS}
         with torch.no_grad():
             if self.with_vertices:
@@ -99,30 +100,57 @@ class SmplxEstimator:
         return {i: (fit, r) for r, i in enumerate(rows) if fit.valid[r]}
 
     def _params(self, rotvec: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, targets,
-                faces: dict | None = None) -> list[SmplxParams]:
+                faces: dict | None = None, track_ids: list[int] | None = None) -> list[SmplxParams]:
+        track_ids = track_ids or [-1] * len(targets)
         rv = rotvec.detach().numpy().astype(np.float32)
         out = []
         for i, tg in enumerate(targets):
             p = SmplxParams.zeros()
             p.global_orient = rv[i, 0]
             p.body_pose = rv[i, 1:22].reshape(-1)
+            # Expression from the face-mesh fit, relative to the person's own neutral (see NeutralExpression).
+            # Jaw and eyes use the direct cues (lip gap, iris offset): on real faces they track better than the
+            # fit's jaw and eyeball angles, which carry a per-face bias.
             if faces and i in faces:
                 fit, r = faces[i]
-                p.expression = fit.expression[r].copy()
-                p.jaw_pose, p.leye_pose, p.reye_pose = fit.jaw_pose[r].copy(), fit.leye_pose[r].copy(), fit.reye_pose[r].copy()
-            else:
-                jaw = min(max(tg.jaw_open - 0.02, 0.0) * JAW_OPEN_GAIN, JAW_MAX)
-                p.jaw_pose = np.array([jaw, 0, 0], np.float32)
-                if tg.gaze is not None:
-                    # gaze is (yaw, pitch); eye pose is (pitch about x, yaw about y, 0)
-                    p.leye_pose = np.array([tg.gaze[0, 1], tg.gaze[0, 0], 0], np.float32)
-                    p.reye_pose = np.array([tg.gaze[1, 1], tg.gaze[1, 0], 0], np.float32)
+                p.expression = self.expression_neutral.relative(track_ids[i], fit.expression[r])
+            jaw = min(max(tg.jaw_open - 0.02, 0.0) * JAW_OPEN_GAIN, JAW_MAX)
+            p.jaw_pose = np.array([jaw, 0, 0], np.float32)
+            if tg.gaze is not None:
+                # gaze is (yaw, pitch); eye pose is (pitch about x, yaw about y, 0)
+                p.leye_pose = np.array([tg.gaze[0, 1], tg.gaze[0, 0], 0], np.float32)
+                p.reye_pose = np.array([tg.gaze[1, 1], tg.gaze[1, 0], 0], np.float32)
             p.left_hand_pose = rv[i, 25:40].reshape(-1) - self.hand_mean["left"]
             p.right_hand_pose = rv[i, 40:55].reshape(-1) - self.hand_mean["right"]
             p.betas = betas[i].numpy().astype(np.float32)
             p.transl = transl[i].numpy().astype(np.float32)
             out.append(p)
         return out
+
+
+class NeutralExpression:
+    """Expression relative to each person's own neutral face.
+
+    The face-mesh fit recovers expression well on synthetic faces, but on real faces a person's identity (face
+    shape that Anny's neutral face lacks) reads as a constant expression offset. Per track, the running median of
+    the fitted expression is taken as that person's neutral and subtracted; until enough frames are seen (and
+    for still images, track -1) the raw fit is shrunk instead. Output is clipped to +-limit.
+    """
+
+    def __init__(self, history: int = 90, min_frames: int = 8, shrink: float = 0.5, limit: float = 1.5):
+        self.history, self.min_frames, self.shrink, self.limit = history, min_frames, shrink, limit
+        self.samples: dict[int, list[np.ndarray]] = {}
+
+    def relative(self, track_id: int, expression: np.ndarray) -> np.ndarray:
+        expression = np.asarray(expression, np.float32)
+        seen = self.samples.setdefault(track_id, []) if track_id >= 0 else []
+        seen.append(expression)
+        del seen[:-self.history]
+        if len(seen) < self.min_frames:
+            out = self.shrink * expression
+        else:
+            out = expression - np.median(np.stack(seen), axis=0)
+        return np.clip(out, -self.limit, self.limit).astype(np.float32)
 
 
 def _hand_mean(body_model, side: str) -> np.ndarray:
