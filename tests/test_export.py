@@ -18,6 +18,7 @@ from mepo_core.errors import MepoError
 from mepo_core.export import ExportOptions, export_take
 from mepo_core.export.bvh import bvh_world_positions, read_bvh
 from mepo_core.export.motion import export_points, mixamo_name
+from mepo_core.export.scene import build_people, load_export_take
 from mepo_core.io.npz import FORMAT_VERSION, write_npz
 from mepo_core.records import SmplxParams
 
@@ -232,27 +233,76 @@ def _bpy_or_skip():
         pytest.skip(str(e))
 
 
-def test_fbx_round_trip_skeleton(take_path, tmp_path):
-    _bpy_or_skip()
-    from mepo_core.export.fbx import read_fbx
-    for options in (ExportOptions(camera_space=True, skeleton_only=True),
-                    ExportOptions(camera_space=True, skeleton_only=True, up="y", skeleton_names="mixamo")):
-        out = tmp_path / "take.fbx"
-        export_take(take_path, fbx=str(out), options=options, progress=False)
-        result = read_fbx(str(out))
-        blender = dataclasses.replace(options, up="z", units="m")      # Blender re-imports into Z-up metres
-        assert sorted(result["armatures"]) == ["person_3", "person_4"]
-        for p, name in enumerate(["person_3", "person_4"]):
-            expected, valid = _expected(take_path, blender, p)
-            idx = [options.joint_names().index(str(b)) for b in result[f"{name}/bones"]]
-            assert np.abs(result[f"{name}/positions"] - expected[:, idx])[valid].max() < MM
+FBX_CASES = {   # every case: camera space, both people, all frames, joints within 1 mm after Blender's re-import
+    "skeleton": ExportOptions(camera_space=True, skeleton_only=True),
+    "skeleton_z_mixamo": ExportOptions(camera_space=True, skeleton_only=True, up="z", skeleton_names="mixamo"),
+    "mesh": ExportOptions(camera_space=True),
+    "mesh_cm_mixamo": ExportOptions(camera_space=True, units="cm", skeleton_names="mixamo"),
+    "mesh_z_cm": ExportOptions(camera_space=True, up="z", units="cm"),
+}
 
 
-def test_fbx_with_mesh_and_shape_keys(take_path, tmp_path):
+@pytest.mark.parametrize("case", list(FBX_CASES))
+def test_fbx_round_trip(take_path, tmp_path, case):
+    """Export, re-import with Blender's FBX importer (its defaults: the file's axes and unit honoured) and compare
+    world joints with joints3d; check the file's unit/axes header and that no node carries a scale or axis turn."""
     _bpy_or_skip()
     from mepo_core.export.fbx import read_fbx
-    out = tmp_path / "take.fbx"
-    export_take(take_path, fbx=str(out), options=ExportOptions(camera_space=True), progress=False)
+    options = FBX_CASES[case]
+    out = tmp_path / f"{case}.fbx"
+    export_take(take_path, fbx=str(out), options=options, progress=False)
     result = read_fbx(str(out))
-    assert list(result["person_3/children"]) == ["person_3_body"]
-    assert "expression_9" in list(result["person_3/shape_keys"])
+    assert sorted(result["armatures"]) == ["person_3", "person_4"]
+    blender = dataclasses.replace(options, up="z", units="m")      # Blender re-imports into Z-up metres
+    people = build_people(load_export_take(take_path), blender)
+    for p, name in enumerate(["person_3", "person_4"]):
+        expected, valid = _expected(take_path, blender, p)
+        bones = [str(b) for b in result[f"{name}/bones"]]
+        assert sorted(bones) == sorted(options.joint_names())
+        idx = [options.joint_names().index(b) for b in bones]
+        assert np.abs(result[f"{name}/positions"] - expected[:, idx])[valid].max() < MM
+        # the imported armature's rest pose is the body model's rest skeleton (bind pose, or for a skeleton-only
+        # file the nodes' default transforms), not some frame's pose
+        assert np.abs(result[f"{name}/rest_heads"] - people[p].motion.rest_positions[idx]).max() < MM
+    # file unit: numbers in metres (UnitScaleFactor 100 cm) or centimetres (1); axes as asked
+    assert result["unit_scale_factor"] == pytest.approx(100.0 if options.units == "m" else 1.0, rel=1e-6)
+    assert int(result["up_axis"]) == (1 if options.up == "y" else 2)
+    assert result["max_node_scale"] < 1 + 1e-4 and result["min_node_scale"] > 1 - 1e-4   # no 100x node scales
+    assert result["max_root_rotation_deg"] < 1e-3                                        # no -90 deg root turn
+    if options.skeleton_only:
+        assert list(result["person_3/children"]) == []
+    else:
+        assert list(result["person_3/children"]) == ["person_3_body"]
+        assert "expression_9" in list(result["person_3/shape_keys"])
+        height = float(result["raw_mesh_extent"])                # rest mesh height in the file's own numbers
+        assert (1.0 < height < 2.5) if options.units == "m" else (100.0 < height < 250.0)
+
+
+@pytest.mark.parametrize("options", [ExportOptions(camera_space=True),
+                                     ExportOptions(camera_space=True, up="z", units="cm", skeleton_names="mixamo")],
+                         ids=["y_m", "z_cm_mixamo"])
+def test_bvh_through_blenders_importer(take_path, tmp_path, options):
+    """Blender's own BVH importer (position channels on non-root joints included) reads our BVH to within 1 mm."""
+    _bpy_or_skip()
+    from mepo_core.export.fbx import read_bvh_in_blender
+    written = export_take(take_path, bvh_dir=str(tmp_path), options=options, progress=False)
+    result = read_bvh_in_blender(written[0], units=options.units, up=options.up)
+    expected, valid = _expected(take_path, dataclasses.replace(options, up="z", units="m"), 0)
+    idx = [options.joint_names().index(str(b)) for b in result["bones"]]
+    assert result["positions"].shape == expected.shape
+    assert np.abs(result["positions"] - expected[:, idx])[valid].max() < MM
+
+
+def test_fbx_render_two_people(take_path, tmp_path):
+    """Default export (Y-up, feet on the ground): Blender re-imports it and renders both skinned bodies in frame."""
+    _bpy_or_skip()
+    from PIL import Image
+    from mepo_core.export.fbx import read_fbx
+    out, png = tmp_path / "take.fbx", tmp_path / "render.png"
+    export_take(take_path, fbx=str(out), options=ExportOptions(), progress=False)
+    result = read_fbx(str(out), render_png=str(png))
+    assert (result["render_uv_min"] > 0.02).all() and (result["render_uv_max"] < 0.98).all()   # bodies fully visible
+    pixels = np.asarray(Image.open(png).convert("RGB"), np.float32)
+    assert pixels.shape == (720, 960, 3) and pixels.std() > 20
+    for name in ("person_3", "person_4"):
+        assert abs(result[f"{name}/positions"][0, :, 2].min()) < 0.2    # feet near the floor (Z-up after import)

@@ -171,3 +171,87 @@ def test_planted_foot_does_not_slide():
         feet.append((joints[[7, 10]].mean(0) + shift))
     feet = np.array(feet)[5:]
     assert np.linalg.norm(feet - feet[0], axis=1).max() < 0.004
+
+
+# -- metrics (mepo bench tracking) and a real-video regression ------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from mepo_core.track.metrics import load_ground_truth, mean_acceleration, score_ids, step_lag  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+BOX_A, BOX_B = np.array([0.1, 0.2, 0.3, 0.9]), np.array([0.6, 0.2, 0.8, 0.9])
+
+
+def test_switch_counting_on_constructed_case():
+    gt = {k: [("A", BOX_A), ("B", BOX_B)] for k in range(6)}
+    # IDs swap at keyframe 3 (one switch each), A is missed at 4 and comes back with the swapped ID (no new switch)
+    pred = {0: [(1, BOX_A), (2, BOX_B)], 1: [(1, BOX_A), (2, BOX_B)], 2: [(2, BOX_B + 0.01), (1, BOX_A)],
+            3: [(2, BOX_A), (1, BOX_B)], 4: [(1, BOX_B)], 5: [(2, BOX_A), (1, BOX_B)]}
+    s = score_ids(gt, pred)
+    assert (s.switches, s.fragments, s.misses, s.mixes, s.matched) == (2, 2, 1, 2, 11)
+    # a box far from every GT box is not matched; a new ID after a miss is a switch and a fragment
+    pred = {k: [(1, BOX_A), (2, BOX_B)] for k in range(3)}
+    pred.update({3: [(1, np.array([0.4, 0.0, 0.5, 0.1])), (2, BOX_B)], 4: [(7, BOX_A), (2, BOX_B)],
+                 5: [(7, BOX_A), (2, BOX_B)]})
+    s = score_ids(gt, pred)
+    assert (s.switches, s.fragments, s.misses, s.mixes) == (1, 1, 1, 0)
+    assert s.per_person["A"] == [1, 1, 1, 7, 7]
+
+
+def test_jitter_and_lag_metrics():
+    line = {0: [(t, np.full((2, 3), 0.01 * t)) for t in range(10)]}          # constant speed: no acceleration
+    assert mean_acceleration(line) == pytest.approx(0.0, abs=1e-9)
+    zig = {0: [(t, np.array([[0.001 * (-1) ** t, 0, 0]])) for t in range(10)]}
+    assert mean_acceleration(zig) == pytest.approx(4.0)                      # |1 - 2(-1) + 1| mm
+    gap = {0: [(0, np.zeros((1, 3))), (1, np.zeros((1, 3))), (5, np.ones((1, 3)))]}
+    assert mean_acceleration(gap) == 0.0                                     # no 3 consecutive frames
+    assert step_lag(np.r_[np.zeros(10), 0.3, 0.6, np.ones(5)], 10) == 1
+
+
+def test_depth_order_third_person_in_front_of_an_overlap():
+    # a (far) and b (middle) overlap; c, nearest, stands in front of both: a's hidden landmarks are c's doing,
+    # not b's, so b must still come out in front of a
+    rng = np.random.default_rng(0)
+    cam = Camera.from_fov(1280, 720, 60)
+    bodies = np.stack([standing_figure(0.0) + [x, 0.9, z] for x, z in ((-0.3, 7.0), (0.1, 5.5), (-0.1, 3.5))])
+    v = render_scene(bodies, cam, rng, vis_noise=0.05)
+    assert {(0, 2), (1, 2), (0, 1)} <= set(v.occluded_by)
+    levels = depth_levels(3, occlusion_relations(v.boxes, v.body_2d, None))
+    assert levels[2] > levels[1] > levels[0]
+
+
+def test_depth_levels_resolve_contradictions_by_weight():
+    # 0<1 (strong), 1<2 (strong), 2<0 (weak, contradicting): the weak one is dropped
+    levels = depth_levels(3, [(0, 1, 0.9), (1, 2, 0.8), (2, 0, 0.2)])
+    assert levels[2] > levels[1] > levels[0]
+
+
+def _demo_video():
+    for p in (Path(__file__).parents[1] / "assets/demo/multi_person_demo.mp4",
+              Path(__file__).parents[2] / "shared/data/video/multi_person_demo.mp4"):
+        if p.exists():
+            return str(p)
+    pytest.skip("multi_person_demo.mp4 not available")
+
+
+def test_multi_person_demo_keeps_the_two_ids():
+    """Regression on real video: the recorded landmarks of multi_person_demo (tests/data) and the video's frames
+    (for the colour cue and the cut detector) through the tracker, scored against the hand-labelled keyframes."""
+    from mepo_core.sources import VideoSource
+    fix = np.load(DATA / "multi_person_demo_landmarks.npz")
+    source = VideoSource(_demo_video())
+    assert tuple(fix["size"]) == (source.width, source.height)
+    tracker, predicted = IdTracker(), {}
+    scale = np.array([source.width, source.height] * 2, np.float32)
+    for frame in source:
+        rows = np.flatnonzero(fix["frame"] == frame.index)
+        frame.people = [Person(fix["box"][r], landmarks=Landmarks(fix["body_2d"][r], fix["body_world"][r]))
+                        for r in rows]
+        tracker.detect_cut(frame)
+        tracker.update(frame)
+        predicted[frame.index] = [(p.track_id, p.box / scale) for p in frame.people]
+    gt = load_ground_truth(DATA / "track_gt.json")["multi_person_demo.mp4"]
+    s = score_ids({int(k): list(v.items()) for k, v in gt["frames"].items()}, predicted)
+    assert tracker.cut_frames == []
+    assert (s.switches, s.fragments, s.mixes, s.misses) == (0, 0, 0, 0)
+    assert len(s.per_person) == 2

@@ -11,7 +11,8 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--glb", help="GLB (glTF 2.0 binary) output")
     p.add_argument("--bvh", help="folder for BVH files, one per person")
     p.add_argument("--up", choices=["y", "z"], default="y", help="up axis: y (Unity, Unreal, glTF; default), z (Blender)")
-    p.add_argument("--units", choices=["m", "cm"], default="m", help="FBX/BVH units (glTF is always metres)")
+    p.add_argument("--units", choices=["m", "cm"], default="m",
+                   help="FBX/BVH units: m or cm (Unreal's unit); an FBX states its unit either way (glTF: metres)")
     p.add_argument("--skeleton-names", choices=["smplx", "mixamo"], default="smplx",
                    help="bone names: smplx, or mixamo (mixamorig:Hips, ...) for Unity Humanoid / Unreal retargeting")
     p.add_argument("--camera-space", action="store_true",

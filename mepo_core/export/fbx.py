@@ -1,7 +1,20 @@
 """FBX through Blender's ``bpy``, run in its own environment (``.venv-bpy``, see packaging/setup_bpy.sh): this
 process computes bone rest matrices and pose keys, hands them over in a temp NPZ, and ``blender_fbx.py`` builds
 one armature (object named ``person_<ID>``) + skinned mesh with expression shape keys per person and writes FBX.
-Blender's scene is Z-up metres; ``--up``/``--units`` become the FBX writer's axis and scale settings.
+The armature data is in the export's axes and units (``--up``, ``--units``); Blender's scene shows it upright (a
+Y-up armature object is turned to Z-up, which the writer's Y-up axis conversion cancels, so root nodes get identity
+transforms) and at real size (a cm scene has unit scale 0.01).
+
+Units (FBX stores a ``UnitScaleFactor``: centimetres per file unit, honoured by Blender, Unity and, with
+"Convert Scene Unit", Unreal): ``--units m`` writes numbers in metres with UnitScaleFactor 100, ``--units cm``
+numbers in centimetres with UnitScaleFactor 1 (Unreal's native unit: right size even without unit conversion).
+Either way a body is its real size wherever the importer honours the unit.
+
+Bone rest orientations point along the bone (+Y towards the child, as Blender draws bones) but tilted by
+``BONE_TILT``: Blender's FBX importer *connects* a child bone whose head lies on its parent's tail (tail = head +
+Y * mean child distance) and a connected bone ignores its location keys, which would drop the per-frame offsets
+(the take's per-frame shape) of single-child bones whose +Y hits the child within float precision (seen on a skinned
+FBX, whose rest pose is the bind pose: 1-9 cm joint errors at hands and feet).
 """
 from __future__ import annotations
 
@@ -9,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +36,7 @@ from .scene import build_people
 BLENDER_SCRIPT = Path(__file__).with_name("blender_fbx.py")
 SETUP_HINT = "run packaging/setup_bpy.sh (or set MEPO_BPY_PYTHON to a python with bpy 5.0)"
 _BONE_TARGET = {0: 3, 9: 12}          # pelvis points at spine1, spine3 at the neck; others at their children
+BONE_TILT = 0.01                      # rad between a bone's +Y and its child (see the module doc)
 
 
 def bpy_python() -> str:
@@ -52,8 +65,9 @@ def _align_y(d: np.ndarray) -> np.ndarray:
     return np.eye(3) + k + k @ k / (1.0 + c)
 
 
-def _bones(rest_positions: np.ndarray, rest_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bone orientations (55, 3, 3) (Y along the bone) and lengths (55,) from the rest skeleton."""
+def _bones(rest_positions: np.ndarray, rest_offsets: np.ndarray, unit: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Bone orientations (55, 3, 3) (Y along the bone) and lengths (55,) from the rest skeleton (unit: scene units
+    per metre)."""
     orient, lengths = np.empty((NUM_JOINTS, 3, 3)), np.empty(NUM_JOINTS)
     for j in range(NUM_JOINTS):
         kids = np.flatnonzero(SMPLX_PARENTS == j)
@@ -63,22 +77,23 @@ def _bones(rest_positions: np.ndarray, rest_offsets: np.ndarray) -> tuple[np.nda
             d = rest_positions[kids].mean(axis=0) - rest_positions[j]
         else:
             d = 0.5 * rest_offsets[j]
-        length = max(float(np.linalg.norm(d)), 0.005)
-        orient[j], lengths[j] = _align_y(d / max(np.linalg.norm(d), 1e-9)), length
+        length = max(float(np.linalg.norm(d)), 0.005 * unit)
+        c, s = np.cos(BONE_TILT), np.sin(BONE_TILT)
+        tilt = np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])     # about the bone's X: +Y leaves the child's line
+        orient[j], lengths[j] = _align_y(d / max(np.linalg.norm(d), 1e-9)) @ tilt, length
     return orient, lengths
 
 
 def write_fbx(path: str, take: dict, options: ExportOptions, progress=None) -> None:
-    blender_opts = replace(options, up="z", units="m")
-    people = build_people(take, blender_opts)
+    people = build_people(take, options)           # in the file's own axes and units (see the module doc)
     names = options.joint_names()
     data: dict[str, np.ndarray] = {"fps": np.array(float(take["fps"])), "up": np.array(options.up),
-                                   "scale": np.array(100.0 if options.units == "cm" else 1.0),
+                                   "units": np.array(options.units),
                                    "num_frames": np.array(take["valid"].shape[0]),
                                    "people": np.array([p.motion.name for p in people])}
     for person in people:
         m = person.motion
-        orient, lengths = _bones(m.rest_positions, m.rest_offsets)
+        orient, lengths = _bones(m.rest_positions, m.rest_offsets, m.scale)
         parent_heads = np.vstack([np.zeros(3), m.rest_positions[SMPLX_PARENTS[1:]]])
         locs, quats = [], []
         for chunk in m.chunks():
@@ -113,5 +128,15 @@ def read_fbx(path: str, render_png: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="mepo_fbx_") as tmp:
         out = os.path.join(tmp, "joints.npz")
         run_blender(["import", path, out] + ([render_png] if render_png else []))
+        with np.load(out) as z:
+            return {k: z[k] for k in z.files}
+
+
+def read_bvh_in_blender(path: str, units: str = "m", up: str = "y") -> dict:
+    """Import a BVH with Blender's own importer (scale 0.01 for a cm file, the file's up axis): bone names and
+    world joint positions per frame (Blender's Z-up, metres)."""
+    with tempfile.TemporaryDirectory(prefix="mepo_bvh_") as tmp:
+        out = os.path.join(tmp, "joints.npz")
+        run_blender(["import-bvh", path, out, "0.01" if units == "cm" else "1.0", up])
         with np.load(out) as z:
             return {k: z[k] for k in z.files}

@@ -191,15 +191,30 @@ class IdTracker:
         motion = 0.3 * (1.0 - iou) + 0.25 * np.minimum(d2, 3.0) + 0.1 * np.minimum(scale, 1.0)
         motion += np.where(np.isnan(d3), 0.1, 0.15 * np.minimum(np.nan_to_num(d3), 3.0))
         cost = motion_w * motion + (1.0 - motion_w) * 0.3
-        cost += np.where(np.isfinite(app), 0.6 * np.where(np.isfinite(app), app, 0.0), 0.15)
+        # a detection overlapping another person may show that person's colours on its torso: half weight
+        app_w = np.where(_overlapping(boxes), 0.3, 0.6)[None, :]
+        cost += np.where(np.isfinite(app), app_w * np.where(np.isfinite(app), app, 0.0), 0.15)
         cost = np.where(d2 > gate, INF, cost)
+        # a lost track can only be taken back by a detection whose colours agree (``_reentry_ok``): anything
+        # else must not compete for the detection in the assignment either
+        lost = np.array([tr.missing_frames > 0 for tr in self.tracks])[:, None] & (missing > 0.25)
+        cost = np.where(lost & ~(app <= self.reentry_appearance), INF, cost)
         return cost, app
 
     @staticmethod
     def _refresh(track: Track, det: Detection, t: float, learn_appearance: bool) -> None:
         dt = max(t - track.last_time, 1e-3)
         gap = track.missing_frames > 0
-        track.velocity = det.box * 0 if gap else 0.6 * track.velocity + 0.4 * (det.box - track.box) / dt
+        h_old, h_new = max(track.box[3] - track.box[1], 1.0), max(det.box[3] - det.box[1], 1.0)
+        if gap:
+            track.velocity = det.box * 0
+        elif abs(np.log(h_new / h_old)) > 0.15:
+            # the box jumped in size (partial occlusion or truncation starts / ends): not motion, do not learn it
+            track.velocity = 0.5 * track.velocity
+        else:
+            track.velocity = 0.6 * track.velocity + 0.4 * (det.box - track.box) / dt
+        # a person does not cross more than ~2 body heights a second; larger box speeds are detector noise
+        track.velocity = np.clip(track.velocity, -2.0 * h_new, 2.0 * h_new).astype(np.float32)
         if det.pos3d is not None:
             if track.pos3d is not None and not gap:
                 track.vel3d = 0.7 * track.vel3d + 0.3 * (det.pos3d - track.pos3d) / dt

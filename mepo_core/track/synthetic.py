@@ -109,6 +109,7 @@ class SceneView:
     boxes: np.ndarray           # (P, 4)
     occluded_by: list           # (behind, front) true occlusion pairs
     depth: np.ndarray           # (P,) true pelvis depth
+    owner: np.ndarray | None = None   # (H*scale, W*scale) index of the visible person per pixel, -1 = background
 
 
 def render_scene(bodies: np.ndarray, camera: Camera, rng: np.random.Generator, vis_noise: float = 0.15,
@@ -147,4 +148,30 @@ def render_scene(bodies: np.ndarray, camera: Camera, rng: np.random.Generator, v
                     occluded_by.append((i, j))
     boxes = np.concatenate([body_2d[..., :2].min(1), body_2d[..., :2].max(1)], 1)
     return SceneView(body_2d.astype(np.float32), boxes.astype(np.float32), occluded_by,
-                     np.array([0.5 * (b[23, 2] + b[24, 2]) for b in bodies]))
+                     np.array([0.5 * (b[23, 2] + b[24, 2]) for b in bodies]), owner)
+
+
+def load_bvh_clips(archive: str, count: int = 40, stride: int = 15, seed: int = 0,
+                   cache_dir: str | None = None) -> list[np.ndarray]:
+    """``count`` clips as (F, 33, 3) metre skeletons from the shared BVH archive (a .tar.xz, read as a stream:
+    every ``stride``-th clip, so contents and styles vary; no clip is picked by name), subsampled to 10 fps."""
+    import os
+    import tarfile
+    import tempfile
+    clips = []
+    with tarfile.open(archive, "r|xz") as tar, tempfile.TemporaryDirectory() as tmp:
+        n = 0
+        for member in tar:
+            if not member.name.endswith(".bvh"):
+                continue
+            n += 1
+            if (n - 1 - seed) % stride:
+                continue
+            path = os.path.join(tmp, "clip.bvh")
+            with open(path, "wb") as fh:
+                fh.write(tar.extractfile(member).read())
+            joints = load_bvh(path)
+            clips.append(bvh_to_33(joints[::3], load_bvh.names).astype(np.float32))
+            if len(clips) >= count:
+                break
+    return clips
