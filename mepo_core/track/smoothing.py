@@ -22,8 +22,8 @@ class OneEuroConfig:
     d_cutoff: float = 1.0       # Hz for the speed estimate
 
 
-LIVE_ROTATION = OneEuroConfig(min_cutoff=0.8, beta=1.5)     # speed in rad/s
-LIVE_TRANSLATION = OneEuroConfig(min_cutoff=0.6, beta=3.0)  # speed in m/s
+LIVE_ROTATION = OneEuroConfig(min_cutoff=0.5, beta=0.8)     # speed in rad/s
+LIVE_TRANSLATION = OneEuroConfig(min_cutoff=0.4, beta=3.0)  # speed in m/s
 LIVE_LINEAR = OneEuroConfig(min_cutoff=1.0, beta=0.5)       # expression
 
 
@@ -84,24 +84,42 @@ class MotionState:
     expression: np.ndarray    # (E,)
 
 
+class Median3:
+    """Causal median of the last three inputs, element-wise: removes single-frame spikes (a landmark model's
+    typical glitch) that a One-Euro filter lets through because they look like fast motion. Costs one frame of
+    delay on a step."""
+
+    def __init__(self):
+        self.history: list[np.ndarray] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.history = (self.history + [np.asarray(x, np.float64)])[-3:]
+        if len(self.history) < 3:
+            return self.history[-1]
+        return np.median(np.stack(self.history), axis=0)
+
+
 class LiveSmoother:
-    """Causal One-Euro smoothing of one person's motion."""
+    """Causal smoothing of one person's motion: median of 3 (spikes) then One-Euro (jitter)."""
 
     def __init__(self):
         self.rot = OneEuro(LIVE_ROTATION)
         self.transl = OneEuro(LIVE_TRANSLATION)
         self.expr = OneEuro(LIVE_LINEAR)
+        self.rot_median, self.transl_median = Median3(), Median3()
         self._q: np.ndarray | None = None
 
     def __call__(self, state: MotionState, dt: float) -> MotionState:
         q = axis_angle_to_quat(state.rotations)
         if self._q is not None:
             q = align_hemisphere(q, self._q)
+        q = self.rot_median(q)
         q = self.rot(q, dt)
         q = q / np.linalg.norm(q, axis=-1, keepdims=True)
         self._q = q
         self.rot.x = q
-        return MotionState(quat_to_axis_angle(q), self.transl(state.transl[None], dt)[0],
+        transl = self.transl_median(state.transl)
+        return MotionState(quat_to_axis_angle(q), self.transl(transl[None], dt)[0],
                            self.expr(state.expression[:, None], dt)[:, 0])
 
 
