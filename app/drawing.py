@@ -15,7 +15,7 @@ import numpy as np
 
 from mepo_core.body.skeleton import SMPLX_PARENTS
 from mepo_core.records import Camera, FrameRecord
-from mepo_core.render.overlay import MeshItem, OverlayRenderer, draw_keypoints, palette
+from mepo_core.render.overlay import MeshItem, OverlayRenderer, _CV_TO_GL, _vertex_normals, draw_keypoints, palette
 
 BODY_EDGES = [(int(SMPLX_PARENTS[j]), j) for j in range(1, 22)]
 HAND_EDGES = [(int(SMPLX_PARENTS[j]), j) for j in range(25, 55)]
@@ -76,6 +76,69 @@ class SceneState:
     distance: float = 5.0
 
 
+class LiveRenderer(OverlayRenderer):
+    """``OverlayRenderer`` for the viewport: one pyrender scene (camera, lights, materials) kept across frames, only
+    the mesh nodes replaced, and no 4x multisampling (with Mesa's software rasteriser it doubles the cost of a frame;
+    the display scales the image anyway)."""
+
+    def __init__(self, camera: Camera, alpha: float = 0.8, max_side: int = 1920):
+        super().__init__(camera, alpha, max_side)
+        self._scene = None
+        self._scene_size = None
+        self._nodes: list = []
+        self._materials: dict = {}
+
+    def render_layer(self, meshes, width, height):
+        pr = self._pyrender
+        if self._scene is None or self._scene_size != (width, height):
+            self._scene = pr.Scene(bg_color=np.zeros(4), ambient_light=np.full(3, 0.35))
+            self._scene.add(self._gl_camera(width, height), pose=_CV_TO_GL)
+            for light, pose in self._lights:
+                self._scene.add(light, pose=_CV_TO_GL @ pose)
+            self._scene_size, self._nodes = (width, height), []
+        for node in self._nodes:        # the renderer frees their GL buffers at the next render
+            self._scene.remove_node(node)
+        self._nodes = []
+        for item in meshes:
+            if len(item.vertices) == 0 or len(item.faces) == 0:
+                continue
+            key = tuple(np.round(np.asarray(item.color, float)[:3], 4))
+            material = self._materials.get(key)
+            if material is None:
+                material = self._materials[key] = pr.MetallicRoughnessMaterial(
+                    baseColorFactor=(*key, 1.0), metallicFactor=0.0, roughnessFactor=0.6)
+            primitive = pr.Primitive(positions=np.asarray(item.vertices, np.float32),
+                                     indices=np.asarray(item.faces, np.uint32),
+                                     normals=_vertex_normals(item.vertices, item.faces), material=material)
+            self._nodes.append(self._scene.add(pr.Mesh([primitive])))
+        import pyrender.renderer as gl
+        multisample = gl.glRenderbufferStorageMultisample
+        gl.glRenderbufferStorageMultisample = lambda target, samples, fmt, w, h: multisample(target, 0, fmt, w, h)
+        try:
+            return self._offscreen(width, height).render(self._scene)
+        finally:
+            gl.glRenderbufferStorageMultisample = multisample
+
+    def render(self, image: np.ndarray, meshes) -> np.ndarray:
+        out = image.copy()
+        if not meshes:
+            return out
+        height, width = image.shape[:2]
+        rw, rh = self.render_size(width, height)
+        color, depth = self.render_layer(meshes, rw, rh)
+        weight = (depth > 0).astype(np.float32)
+        if (rw, rh) != (width, height):
+            color = cv2.resize(color, (width, height), interpolation=cv2.INTER_LINEAR)
+            weight = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
+        rows, cols = np.flatnonzero(weight.any(1)), np.flatnonzero(weight.any(0))
+        if len(rows) == 0:
+            return out
+        box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]     # blend only where something was drawn
+        w = (self.alpha * weight[box])[..., None]
+        out[box] = (w * color[box] + (1.0 - w) * image[box] + 0.5).astype(np.uint8)
+        return out
+
+
 class ViewportPainter:
     def __init__(self):
         self._overlay: OverlayRenderer | None = None
@@ -103,7 +166,7 @@ class ViewportPainter:
             if self._overlay is None or self._overlay.camera != frame.camera:
                 if self._overlay is not None:
                     self._overlay.close()
-                self._overlay = OverlayRenderer(frame.camera)   # renders at the image's size, intrinsics rescaled
+                self._overlay = LiveRenderer(frame.camera)      # renders at the image's size, intrinsics rescaled
             image = self._overlay.render(image, meshes)
         elif not image.flags.writeable or image is frame.image:
             image = image.copy()
@@ -153,7 +216,7 @@ class ViewportPainter:
             if self._orbit is None or self._orbit.camera != vcam:
                 if self._orbit is not None:
                     self._orbit.close()
-                self._orbit = OverlayRenderer(vcam, alpha=1.0)
+                self._orbit = LiveRenderer(vcam, alpha=1.0)
             moved = [MeshItem((m.vertices - eye) @ R.T, m.faces, m.color) for m in state.meshes]
             image = self._orbit.render(image, moved)
         if opts.skeleton or opts.hands or not state.meshes:

@@ -114,6 +114,13 @@ class LatestSlot:
             self._cond.notify_all()
             return item
 
+    def has_item(self) -> bool:
+        return self._item is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def clear(self) -> None:
         with self._cond:
             self._item = None
@@ -230,6 +237,9 @@ class CaptureWorker(QObject):
         self._view_dirty = False
         self.every_frame = False
         self.flush_seconds = flush_seconds
+        self._draw_slot = LatestSlot()                 # processed frames waiting to be drawn
+        self._draw_reset = threading.Event()
+        self._draw_thread = threading.Thread(target=self._draw_loop, name="mepo-draw", daemon=True)
         self._thread = threading.Thread(target=self._process_loop, name="mepo-process", daemon=True)
         self._thread.start()
 
@@ -282,14 +292,17 @@ class CaptureWorker(QObject):
         self._commands.put(("stop",))
         self._stop.set()
         self._slot.close()
+        t_end = time.monotonic() + timeout
         self._thread.join(timeout)
+        if self._draw_thread.is_alive():
+            self._draw_thread.join(max(0.0, t_end - time.monotonic()))
 
     @property
     def source_info(self) -> Optional[SourceInfo]:
         return self._info
 
     def is_alive(self) -> bool:
-        return self._thread.is_alive() or (self._grabber is not None and self._grabber.thread.is_alive())
+        return self._thread.is_alive() or self._draw_thread.is_alive() or (self._grabber is not None and self._grabber.thread.is_alive())
 
     def _source_opened(self, info: SourceInfo) -> None:
         self._info = info
@@ -303,13 +316,12 @@ class CaptureWorker(QObject):
         except Exception as e:
             self.pipelineFailed.emit(f"{type(e).__name__}: {e}")
             return
+        _prepare_display_mesh(self._pipeline)
         self.pipelineReady.emit()
-        self._painter = ViewportPainter()
         self._journal = None
         self._record_path: Optional[str] = None
-        self._done: deque = deque(maxlen=64)
         self._grab_times: dict[int, float] = {}
-        self._state = None
+        self._draw_thread.start()
         try:
             while True:
                 self._handle_commands()
@@ -319,15 +331,12 @@ class CaptureWorker(QObject):
                 if self._journal is not None:
                     self._journal.maybe_flush()
                 if item is None:
-                    if self._view_dirty and self._state is not None and self.options.view3d:
-                        self._view_dirty = False
-                        self.viewReady.emit(self._painter.view3d(self._state, self.orbit, self.options))
                     continue
                 t0 = time.perf_counter()
                 if item is _END:
                     for frame in _flush(self._pipeline):     # frames held back by offline smoothing
                         self._deliver(frame, t0)
-                    self.sourceEnded.emit()
+                    self._draw_slot.put(_END, block=True)     # after the last frame is drawn: sourceEnded
                     continue
                 frame, grabbed_at = item
                 if self._grabber is not None and self._grabber.spec.kind == "take":   # replay: already solved
@@ -339,26 +348,60 @@ class CaptureWorker(QObject):
                     self._deliver(done, t0)
         finally:
             self._finish_recording()
-            self._painter.close()
+            self._draw_slot.close()
 
     def _deliver(self, frame: FrameRecord, t0: float) -> None:
-        """Record, draw and send one finished frame."""
+        """Record one finished frame, compute its meshes and hand it to the drawing thread.
+
+        Live, a frame the drawing thread has not started on is replaced by the newer one (the display drops it, the
+        take does not); with every frame processed, drawing keeps pace with processing instead."""
         grabbed_at = self._grab_times.pop(id(frame), time.monotonic())
         self._record(frame, self._pipeline)
         people = [p for p in frame.people if p.params is not None]
-        opts, painter = self.options, self._painter
-        meshes = _meshes(self._pipeline.body_model, people) if (opts.mesh and people) else []
-        overlay = painter.overlay(frame, meshes, opts)
-        self._state = painter.scene_state(frame, meshes, opts)
-        self._view_dirty = False
-        view = painter.view3d(self._state, self.orbit, opts) if opts.view3d else None
-        done = self._done
-        done.append(time.monotonic())
-        fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
+        opts, grabber = self.options, self._grabber
+        # Live (frames dropped when behind): the decimated display mesh; every frame / paused / stepping: the full one.
+        live = grabber is not None and not grabber.every_frame and not grabber.paused
+        meshes = _meshes(self._pipeline.body_model, people, decimated=live) if (opts.mesh and people) else []
         recording = self._journal.frames if self._journal is not None else 0
-        self.frameReady.emit(FrameResult(
-            frame.index, frame.timestamp, [p.track_id for p in people], overlay, view, grabbed_at,
-            1000.0 * (time.perf_counter() - t0), fps, self._slot.dropped, recording))
+        self._draw_slot.put((frame, people, meshes, grabbed_at, t0, recording),
+                            block=grabber is None or grabber.every_frame)
+
+    # ------------------------------------------------------------------ drawing thread (owns the GL contexts)
+    def _draw_loop(self) -> None:
+        painter = ViewportPainter()
+        done: deque = deque(maxlen=64)
+        state = None
+        try:
+            while not self._stop.is_set() or self._draw_slot.has_item():
+                if self._draw_reset.is_set():
+                    self._draw_reset.clear()
+                    painter.reset()
+                    done.clear()
+                item = self._draw_slot.get(timeout=0.05)
+                if item is None:
+                    if self._view_dirty and state is not None and self.options.view3d:
+                        self._view_dirty = False
+                        self.viewReady.emit(painter.view3d(state, self.orbit, self.options))
+                    if self._draw_slot.closed:
+                        break
+                    continue
+                if item is _END:
+                    self.sourceEnded.emit()
+                    continue
+                frame, people, meshes, grabbed_at, t0, recording = item
+                opts = self.options
+                overlay = painter.overlay(frame, meshes, opts)
+                state = painter.scene_state(frame, meshes, opts)
+                self._view_dirty = False
+                view = painter.view3d(state, self.orbit, opts) if opts.view3d else None
+                done.append(time.monotonic())
+                fps = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
+                self.frameReady.emit(FrameResult(
+                    frame.index, frame.timestamp, [p.track_id for p in people], overlay, view, grabbed_at,
+                    1000.0 * (time.perf_counter() - t0), fps, self._slot.dropped, recording))
+        finally:
+            self._draw_slot.close()        # a processor waiting to hand over a frame must not wait forever
+            painter.close()
 
     def _handle_commands(self) -> None:
         while True:
@@ -370,12 +413,13 @@ class CaptureWorker(QObject):
                 preset = cmd[1]
                 if preset is not None and preset != self._preset:
                     self._pipeline = self._pipeline_factory(preset)     # a new motion stage for the new preset
+                    _prepare_display_mesh(self._pipeline)
                     self._preset = preset
                 else:
                     self._pipeline.reset()
-                self._painter.reset()
+                self._draw_slot.clear()
+                self._draw_reset.set()
                 self._grab_times.clear()
-                self._done.clear()
             elif cmd[0] == "record":
                 self._finish_recording()
                 self._record_path = cmd[1]        # the journal starts with the next frame (it needs its fps)
@@ -425,10 +469,24 @@ def _flush(pipeline) -> list[FrameRecord]:
     return flush() if flush is not None else []
 
 
-def _meshes(body_model, people) -> list[MeshItem]:
-    """Vertices of all people in one batched forward pass of the body model."""
+def _prepare_display_mesh(pipeline) -> None:
+    """Build the decimated display mesh now (~0.1 s) rather than on the first live frame."""
+    body = getattr(pipeline, "body_model", None)
+    if hasattr(body, "smplx"):
+        from mepo_core.render.decimate import display_mesh
+        display_mesh(body)
+
+
+def _meshes(body_model, people, decimated: bool = False) -> list[MeshItem]:
+    """Vertices of all people in one batched pass: the full mesh (smplx forward) or, with ``decimated``, the display
+    mesh (about 2,500 of the model's vertices, skinned alone: ~6x cheaper to compute, ~2x to render)."""
     import torch
     keys = people[0].params.KEYS
+    if decimated and hasattr(body_model, "smplx"):
+        from mepo_core.render.decimate import display_mesh
+        dm = display_mesh(body_model)
+        verts = dm.vertices({k: np.stack([getattr(p.params, k) for p in people]) for k in keys})
+        return [MeshItem(verts[i], dm.faces, palette(p.track_id)) for i, p in enumerate(people)]
     with torch.no_grad():
         verts, _ = body_model.forward({k: np.stack([getattr(p.params, k) for p in people]) for k in keys})
     verts = verts.numpy() if hasattr(verts, "numpy") else np.asarray(verts)

@@ -75,11 +75,16 @@ def evaluate_h36m(root: Path, pipeline_factory) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "mepo":                  # `mepo eval mepo`: ablation table on synthetic scenes
+        from .train.mepo import eval_main
+        return eval_main(argv[1:])
     p = argparse.ArgumentParser(prog="mepo eval", description="Accuracy against ground truth.")
     p.add_argument("dataset", choices=["h36m"])
     p.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "gt" / "h36m"))
     p.add_argument("--model-dir")
     p.add_argument("--refine-iters", type=int, default=2)
+    p.add_argument("--estimator", choices=("fit", "mepo"), default="fit")
+    p.add_argument("--weights", help="MEPO network weights (default: assets/nets)")
     args = p.parse_args(argv)
     from .errors import MepoError
     from .pipeline import CapturePipeline
@@ -87,7 +92,8 @@ def main(argv: list[str]) -> int:
     if not (root / "test_h36m_body3d.npz").is_file():
         raise MepoError(f"H36M ground truth not found under {root}")
     rows = evaluate_h36m(root, lambda: CapturePipeline.create(model_dir=args.model_dir, still_image=True,
-                                                              refine_iterations=args.refine_iters))
+                                                              refine_iterations=args.refine_iters,
+                                                              estimator=args.estimator, weights=args.weights))
     print(f"{'frame':44s} {'found':>5s} {'PA-MPJPE':>9s} {'MPJPE':>7s} {'MP-world PA':>11s} {'root dz':>8s}  (mm, 12 joints)")
     for r in rows:
         vals = [f"{r.get(k, float('nan')):9.1f}" for k in ("pa_mpjpe", "mpjpe", "mp_pa_mpjpe", "root_depth_err")]

@@ -34,7 +34,7 @@ class CapturePipeline:
     @classmethod
     def create(cls, model_dir: str | None = None, still_image: bool = False, hands: bool = True, face: bool = True,
                refine_iterations: int = 2, with_vertices: bool = False, num_threads: int = 2,
-               max_missing_s: float = 2.0, smooth: str = "off"):
+               max_missing_s: float = 2.0, smooth: str = "off", estimator: str = "fit", weights: str | None = None):
         from .body.model import load_body_model
         from .detect.landmarker import WholeBodyLandmarker
         from .estimate.estimator import SmplxEstimator
@@ -42,7 +42,12 @@ class CapturePipeline:
         from .track.motion import MotionStage
         body = load_body_model(model_dir)
         landmarker = WholeBodyLandmarker(hands=hands, face=face, num_threads=num_threads, still_image=still_image)
-        estimator = SmplxEstimator(body, refine_iterations=refine_iterations, with_vertices=with_vertices)
+        if estimator == "mepo":              # learned MEPO networks (mepo_core/nets); refine_iterations=0: pure network
+            from .nets.estimator import MepoEstimator
+            estimator = MepoEstimator(body, weights=weights, refine_iterations=refine_iterations,
+                                      with_vertices=with_vertices)
+        else:
+            estimator = SmplxEstimator(body, refine_iterations=refine_iterations, with_vertices=with_vertices)
         tracker = IdTracker(max_missing_s=max_missing_s, detect_cuts=not still_image)
         return cls(landmarker, estimator, tracker, MotionStage(estimator, smooth=smooth))
 

@@ -205,3 +205,20 @@ def test_small_person_entering_a_video_is_found_by_the_round_robin(person_crop):
             found_at = index
             break
     assert found_at is not None
+
+
+@pytest.mark.parametrize("name, min_faces", [("multihmr/39742984604_46934fbd50_c.jpg", 5)])
+def test_faces_found_where_clearly_visible(still, name, min_faces):
+    """Faces checked by eye on crops: six people facing the camera."""
+    people = [p for p in still.process(load_image(name)).people if p.landmarks.face_2d is not None]
+    assert len(people) >= min_faces
+    for person in people:
+        face = person.landmarks.face_2d
+        assert np.linalg.norm(face[1, :2] - person.landmarks.body_2d[0, :2]) < 0.35 * np.ptp(face[:, :2], axis=0).max()
+
+
+def test_profile_face_found_in_video(video_frames):
+    """The woman turns into profile in the two-person demo: the face detector on the head crop plus the mesh's
+    agreement with it finds her face in a fair share of frames (the mesh's presence alone: 2 of 80)."""
+    with_face = sum(p.landmarks.face_2d is not None for f in video_frames for p in f.people)
+    assert with_face >= 8

@@ -80,6 +80,7 @@ class WholeBodyLandmarker:
         self._tracked_rois: list[np.ndarray] = []
         self._lost_rois: list[np.ndarray] = []
         self._tracked_faces: list[np.ndarray] = []
+        self._face_rois: list[np.ndarray] = []   # last frame's face-mesh ROIs (video mode: one mesh pass per face)
         self._frames_since_full = 0
         self._tile_cursor = 0
         self._frame_count = 0
@@ -140,6 +141,7 @@ class WholeBodyLandmarker:
         self._tracked_faces = [_face_box(results[i].landmarks.body_2d) for i in kept]
 
         frame.people = []
+        face_rois = []
         for i in kept:
             landmarks = results[i].landmarks
             if self.hands is not None:
@@ -148,13 +150,16 @@ class WholeBodyLandmarker:
                 timings["hands"] += _ms(start)
             if self.face is not None:
                 start = time.perf_counter()
-                face = self.face.estimate(image, landmarks.body_2d)
+                face = self.face.estimate(image, landmarks.body_2d,
+                                          previous=None if self.still_image else self._face_rois)
                 if face is not None:
+                    face_rois.append(face.next_roi)
                     landmarks.face_3d = face.points
                     landmarks.face_2d = np.column_stack([face.points[:, :2], np.full(len(face.points), face.presence)])
                 timings["face"] += _ms(start)
             frame.people.append(Person(box=boxes[i].astype(np.float32), score=landmarks.body_score,
                                        landmarks=landmarks))
+        self._face_rois = face_rois
         self.timings = dict(timings)
         return frame
 
