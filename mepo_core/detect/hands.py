@@ -26,6 +26,23 @@ def hand_roi_from_body(body_2d: np.ndarray, side: str) -> np.ndarray:
     return transform_roi(roi, scale=2.7, shift_y=-0.1)
 
 
+# Hand landmarks MediaPipe uses for the next frame's ROI (wrist, thumb base, finger bases and first joints).
+ROI_POINTS = [0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18]
+
+
+def hand_roi_from_landmarks(points: np.ndarray) -> np.ndarray:
+    """(21, >=2) hand landmarks in frame pixels -> (5,) ROI for the next frame, as MediaPipe's
+    HandLandmarksToRectCalculator + RectTransformation (upright wrist->middle knuckle, box x2.0, shift -0.1)."""
+    roi = roi_from_alignment_points(points[0, :2], points[9, :2], 90.0)
+    c, s_ = np.cos(roi[4]), np.sin(roi[4])
+    rot = np.array([[c, -s_], [s_, c]])
+    local = (points[ROI_POINTS, :2] - points[0, :2]) @ rot
+    lo, hi = local.min(0), local.max(0)
+    centre = points[0, :2] + rot @ ((lo + hi) / 2)
+    side = float(max(hi - lo))
+    return transform_roi(np.array([centre[0], centre[1], side, side, roi[4]]), scale=2.0, shift_y=-0.1)
+
+
 @dataclass
 class HandResult:
     points: np.ndarray    # (21, 3) x, y frame pixels + relative z pixels
@@ -54,15 +71,17 @@ class HandLandmarker:
         centre, edge = crop_points_to_frame(points.reshape(2, 2), roi, size)[:, :2]
         return transform_roi(roi_from_alignment_points(centre, edge, -90.0), shift_y=-0.1)
 
-    def estimate(self, image: np.ndarray, body_2d: np.ndarray, side: str) -> HandResult | None:
+    def estimate(self, image: np.ndarray, body_2d: np.ndarray, side: str,
+                 previous: np.ndarray | None = None) -> HandResult | None:
         """None without running a model when the wrist is hidden or the hand's search ROI is mostly outside
-        the frame (as MediaPipe Holistic skips hands whose ROI is off-screen)."""
+        the frame (as MediaPipe Holistic skips hands whose ROI is off-screen). ``previous`` (21, 3): this hand's
+        landmarks in the last frame; its ROI replaces the body-derived one + re-crop model (video tracking)."""
         if body_2d[BODY_HAND_POINTS[side][0], 2] < self.min_wrist_visibility:
             return None
         search = hand_roi_from_body(body_2d, side)
         if search[2] < 4 or not _centre_in_frame(search, image.shape, margin=0.25):
             return None
-        roi = self.roi(image, body_2d, side)
+        roi = hand_roi_from_landmarks(previous) if previous is not None else self.roi(image, body_2d, side)
         if roi[2] < 4 or not _centre_in_frame(roi, image.shape, margin=0.25):
             return None
         size = self.model.input_size

@@ -81,6 +81,8 @@ class WholeBodyLandmarker:
         self._lost_rois: list[np.ndarray] = []
         self._tracked_faces: list[np.ndarray] = []
         self._face_rois: list[np.ndarray] = []   # last frame's face-mesh ROIs (video mode: one mesh pass per face)
+        self._prev_hands: list[np.ndarray] = []  # last frame's hand landmarks (video mode: ROI without re-crop)
+        self._hands_now: list[np.ndarray] = []
         self._frames_since_full = 0
         self._tile_cursor = 0
         self._frame_count = 0
@@ -142,6 +144,7 @@ class WholeBodyLandmarker:
 
         frame.people = []
         face_rois = []
+        self._hands_now = []
         for i in kept:
             landmarks = results[i].landmarks
             if self.hands is not None:
@@ -160,6 +163,7 @@ class WholeBodyLandmarker:
             frame.people.append(Person(box=boxes[i].astype(np.float32), score=landmarks.body_score,
                                        landmarks=landmarks))
         self._face_rois = face_rois
+        self._prev_hands = self._hands_now
         self.timings = dict(timings)
         return frame
 
@@ -168,9 +172,13 @@ class WholeBodyLandmarker:
         (an occluded hand's ROI often slides onto the visible hand) and the model's handedness agrees."""
         body = landmarks.body_2d
         for side, other in (("left", "right"), ("right", "left")):
-            hand = self.hands.estimate(image, body, side)
+            previous = None if self.still_image else _previous_hand(self._prev_hands, body[WRIST[side], :2])
+            hand = self.hands.estimate(image, body, side, previous=previous)
+            if hand is None and previous is not None:        # tracking lost it: search from the body again
+                hand = self.hands.estimate(image, body, side)
             if hand is None:
                 continue
+            self._hands_now.append(hand.points)
             own = np.linalg.norm(hand.points[0, :2] - body[WRIST[side], :2])
             far = np.linalg.norm(hand.points[0, :2] - body[WRIST[other], :2])
             contradicts = hand.right_prob > 0.9 if side == "left" else hand.right_prob < 0.1
@@ -179,6 +187,17 @@ class WholeBodyLandmarker:
             points_2d = np.column_stack([hand.points[:, :2], np.full(21, hand.presence)]).astype(np.float32)
             setattr(landmarks, f"{side}_hand_2d", points_2d)
             setattr(landmarks, f"{side}_hand_3d", hand.points.astype(np.float32))
+
+
+def _previous_hand(hands: list[np.ndarray], wrist: np.ndarray, max_dist: float = 0.5) -> np.ndarray | None:
+    """The last frame's hand (21, 3) whose wrist is nearest this body wrist, if within ``max_dist`` x its size."""
+    best, best_d = None, np.inf
+    for points in hands:
+        size = np.linalg.norm(points[9, :2] - points[0, :2]) + 1e-6
+        d = np.linalg.norm(points[0, :2] - wrist) / size
+        if d < max_dist * 4 and d < best_d:   # size = wrist->middle knuckle, about a quarter of the hand ROI
+            best, best_d = points, d
+    return best
 
 
 def _mostly_in_frame(body_2d: np.ndarray, shape, min_visibility: float = 0.5, min_fraction: float = 0.6) -> bool:
