@@ -82,6 +82,7 @@ class WholeBodyLandmarker:
         self._tracked_faces: list[np.ndarray] = []
         self._face_rois: list[np.ndarray] = []   # last frame's face-mesh ROIs (video mode: one mesh pass per face)
         self._prev_hands: list[np.ndarray] = []  # last frame's hand landmarks (video mode: ROI without re-crop)
+        self._face_retry, self._hand_retry = RetryBackoff(), RetryBackoff()
         self._hands_now: list[np.ndarray] = []
         self._frames_since_full = 0
         self._tile_cursor = 0
@@ -153,8 +154,12 @@ class WholeBodyLandmarker:
                 timings["hands"] += _ms(start)
             if self.face is not None:
                 start = time.perf_counter()
-                face = self.face.estimate(image, landmarks.body_2d,
-                                          previous=None if self.still_image else self._face_rois)
+                nose = landmarks.body_2d[0, :2]
+                face = None
+                if self.still_image or self._face_retry.due(nose):
+                    face = self.face.estimate(image, landmarks.body_2d,
+                                              previous=None if self.still_image else self._face_rois)
+                    self._face_retry.record(nose, found=face is not None)
                 if face is not None:
                     face_rois.append(face.next_roi)
                     landmarks.face_3d = face.points
@@ -164,6 +169,8 @@ class WholeBodyLandmarker:
                                        landmarks=landmarks))
         self._face_rois = face_rois
         self._prev_hands = self._hands_now
+        self._face_retry.next_frame()
+        self._hand_retry.next_frame()
         self.timings = dict(timings)
         return frame
 
@@ -172,10 +179,15 @@ class WholeBodyLandmarker:
         (an occluded hand's ROI often slides onto the visible hand) and the model's handedness agrees."""
         body = landmarks.body_2d
         for side, other in (("left", "right"), ("right", "left")):
-            previous = None if self.still_image else _previous_hand(self._prev_hands, body[WRIST[side], :2])
+            wrist = body[WRIST[side], :2]
+            if not self.still_image and not self._hand_retry.due(wrist):
+                continue
+            previous = None if self.still_image else _previous_hand(self._prev_hands, wrist)
             hand = self.hands.estimate(image, body, side, previous=previous)
             if hand is None and previous is not None:        # tracking lost it: search from the body again
                 hand = self.hands.estimate(image, body, side)
+            if not self.still_image:
+                self._hand_retry.record(wrist, found=hand is not None)
             if hand is None:
                 continue
             self._hands_now.append(hand.points)
@@ -187,6 +199,38 @@ class WholeBodyLandmarker:
             points_2d = np.column_stack([hand.points[:, :2], np.full(21, hand.presence)]).astype(np.float32)
             setattr(landmarks, f"{side}_hand_2d", points_2d)
             setattr(landmarks, f"{side}_hand_3d", hand.points.astype(np.float32))
+
+
+class RetryBackoff:
+    """Video mode: where a face or hand was not found for a while, look again only every ``every`` frames.
+
+    Keyed by image position (a body's nose or wrist) matched to last frame's entries within ``radius`` px: a
+    profile or tiny face costs three model runs per frame for nothing, and it rarely becomes findable from
+    one frame to the next. After ``misses`` failures in a row the part is retried every ``every`` frames."""
+
+    def __init__(self, misses: int = 3, every: int = 2, radius: float = 60.0):
+        self.misses, self.every, self.radius = misses, every, radius
+        self._last: list[tuple[np.ndarray, int]] = []     # (position, consecutive misses) of last frame
+        self._now: list[tuple[np.ndarray, int]] = []
+
+    def _streak(self, position: np.ndarray) -> int:
+        best = min(self._last, key=lambda e: np.linalg.norm(e[0] - position), default=None)
+        if best is None or np.linalg.norm(best[0] - position) > self.radius:
+            return 0
+        return best[1]
+
+    def due(self, position: np.ndarray) -> bool:
+        streak = self._streak(position)
+        if streak >= self.misses and streak % self.every != 0:
+            self._now.append((position, streak + 1))      # skipped: counts as another miss
+            return False
+        return True
+
+    def record(self, position: np.ndarray, found: bool) -> None:
+        self._now.append((position, 0 if found else self._streak(position) + 1))
+
+    def next_frame(self) -> None:
+        self._last, self._now = self._now, []
 
 
 def _previous_hand(hands: list[np.ndarray], wrist: np.ndarray, max_dist: float = 0.5) -> np.ndarray | None:
