@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -153,6 +154,9 @@ class CameraSource:
 
     def __init__(self, index: int = 0, width: int | None = None, height: int | None = None, fps: float | None = None,
                  fov_deg: float | None = None):
+        if os.path.isdir("/dev") and sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{index}"):
+            raise SourceError(f"no camera at index {index}" + (f" (cameras: {list_cameras()})" if list_cameras()
+                                                                  else " (no camera found)"))
         self.cap = cv2.VideoCapture(index)
         if not self.cap.isOpened():
             raise SourceError(f"no camera at index {index}")
