@@ -10,8 +10,8 @@ VERBS = ("inspect", "bench", "model", "eval", "export", "train")
 
 def _capture_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mepo", description="Multi-person whole-body 3D capture (SMPL-X layout).",
-                                epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking] | mepo eval h36m|mepo | "
-                                       "mepo train mepo | "
+                                epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking|nets|refiner] | mepo eval h36m|mepo|refiner | "
+                                       "mepo train mepo|refiner | "
                                        "mepo model build")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--video", help="input video file")
@@ -27,6 +27,9 @@ def _capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-iters", type=int, default=2, help="refinement iterations per frame (0 = IK only)")
     p.add_argument("--estimator", choices=("fit", "mepo"), default="fit",
                    help="fit: IK + refinement (default); mepo: the learned MEPO networks (assets/nets)")
+    p.add_argument("--refiner", choices=("off", "on"), default="off",
+                   help="on: relation-aware multi-person refiner after the estimator (assets/refiner)")
+    p.add_argument("--refiner-weights", help="refiner weights (default: assets/refiner/refiner.pt)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the landmark models")
     p.add_argument("--smooth", choices=("off", "live", "light", "medium", "strong"),
                    help="temporal smoothing: live = causal One-Euro (no look-ahead); light/medium/strong = offline "
@@ -85,7 +88,8 @@ def _run_capture(args) -> int:
     pipeline = CapturePipeline.create(model_dir=args.model_dir, still_image=bool(args.image), hands=not args.no_hands,
                                       face=not args.no_face, refine_iterations=args.refine_iters,
                                       with_vertices=bool(args.overlay), num_threads=args.threads,
-                                      estimator=args.estimator,
+                                      estimator=args.estimator, refiner=args.refiner == "on",
+                                      refiner_weights=args.refiner_weights,
                                       smooth=args.smooth or ("medium" if args.video else "live" if args.camera is not None
                                                              else "off"))
     result = run_capture(source, pipeline, args.out, args.overlay, progress=not args.quiet)
@@ -129,6 +133,9 @@ def _run_verb(verb: str, argv: list[str]) -> int:
         if argv and argv[0] == "tracking":          # `mepo bench tracking`: IDs, jitter, lag, depth order
             from .track.bench import main as tracking_bench_main
             return tracking_bench_main(argv[1:])
+        if argv and argv[0] == "refiner":           # `mepo bench refiner`: per-frame cost for 1, 3, 6 people
+            from .refine.train import bench_main as refiner_bench_main
+            return refiner_bench_main(argv[1:])
         if argv and argv[0] == "nets":              # `mepo bench nets`: per-person cost of the MEPO networks
             from .train.mepo import bench_main as nets_bench_main
             return nets_bench_main(argv[1:])
@@ -137,6 +144,9 @@ def _run_verb(verb: str, argv: list[str]) -> int:
     if verb == "export":
         from .export.cli import main as export_main
         return export_main(argv)
+    if verb == "train" and argv and argv[0] == "refiner":     # `mepo train refiner --variant ...`
+        from .refine.train import train_main as refiner_train_main
+        return refiner_train_main(argv)
     if verb == "train":                              # `mepo train mepo --ablation ...`
         from .train.mepo import train_main
         return train_main(argv)

@@ -75,6 +75,9 @@ def evaluate_h36m(root: Path, pipeline_factory) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "refiner":               # `mepo eval refiner`: refiner ablation on synthetic scenes
+        from .refine.train import eval_main as refiner_eval_main
+        return refiner_eval_main(argv[1:])
     if argv and argv[0] == "mepo":                  # `mepo eval mepo`: ablation table on synthetic scenes
         from .train.mepo import eval_main
         return eval_main(argv[1:])
@@ -85,6 +88,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--refine-iters", type=int, default=2)
     p.add_argument("--estimator", choices=("fit", "mepo"), default="fit")
     p.add_argument("--weights", help="MEPO network weights (default: assets/nets)")
+    p.add_argument("--refiner", choices=("off", "on"), default="off", help="relation-aware refiner after the estimator")
+    p.add_argument("--refiner-weights", help="default: assets/refiner/refiner.pt")
     args = p.parse_args(argv)
     from .errors import MepoError
     from .pipeline import CapturePipeline
@@ -93,7 +98,9 @@ def main(argv: list[str]) -> int:
         raise MepoError(f"H36M ground truth not found under {root}")
     rows = evaluate_h36m(root, lambda: CapturePipeline.create(model_dir=args.model_dir, still_image=True,
                                                               refine_iterations=args.refine_iters,
-                                                              estimator=args.estimator, weights=args.weights))
+                                                              estimator=args.estimator, weights=args.weights,
+                                                              refiner=args.refiner == "on",
+                                                              refiner_weights=args.refiner_weights))
     print(f"{'frame':44s} {'found':>5s} {'PA-MPJPE':>9s} {'MPJPE':>7s} {'MP-world PA':>11s} {'root dz':>8s}  (mm, 12 joints)")
     for r in rows:
         vals = [f"{r.get(k, float('nan')):9.1f}" for k in ("pa_mpjpe", "mpjpe", "mp_pa_mpjpe", "root_depth_err")]

@@ -27,14 +27,16 @@ class CapturePipeline:
     ``process(frame)`` for causal smoothing (``off``/``live``: the app and cameras); ``feed(frame)`` returns the
     frames that are final (offline presets hold ``motion.window`` frames back) and ``flush()`` the rest."""
 
-    def __init__(self, landmarker, estimator, tracker, motion=None):
+    def __init__(self, landmarker, estimator, tracker, motion=None, refiner=None):
         self.landmarker, self.estimator, self.tracker, self.motion = landmarker, estimator, tracker, motion
+        self.refiner = refiner          # refine.core.Refiner (relation-aware, after the estimator) or None
         self.times = StageTimes()
 
     @classmethod
     def create(cls, model_dir: str | None = None, still_image: bool = False, hands: bool = True, face: bool = True,
                refine_iterations: int = 2, with_vertices: bool = False, num_threads: int = 2,
-               max_missing_s: float = 2.0, smooth: str = "off", estimator: str = "fit", weights: str | None = None):
+               max_missing_s: float = 2.0, smooth: str = "off", estimator: str = "fit", weights: str | None = None,
+               refiner: bool = False, refiner_weights: str | None = None):
         from .body.model import load_body_model
         from .detect.landmarker import WholeBodyLandmarker
         from .estimate.estimator import SmplxEstimator
@@ -49,7 +51,11 @@ class CapturePipeline:
         else:
             estimator = SmplxEstimator(body, refine_iterations=refine_iterations, with_vertices=with_vertices)
         tracker = IdTracker(max_missing_s=max_missing_s, detect_cuts=not still_image)
-        return cls(landmarker, estimator, tracker, MotionStage(estimator, smooth=smooth))
+        ref = None
+        if refiner:                          # relation-aware refiner (mepo_core/refine) after either estimator
+            from .refine.core import Refiner
+            ref = Refiner(estimator, refiner_weights)
+        return cls(landmarker, estimator, tracker, MotionStage(estimator, smooth=smooth), ref)
 
     @property
     def body_model(self):
@@ -76,6 +82,8 @@ class CapturePipeline:
         self.tracker.update(frame)
         hints = self.motion.hints() if self.motion else None
         self.estimator.estimate(frame, betas_hint=hints)
+        if self.refiner is not None:
+            self.refiner.refine(frame)
         t2 = time.perf_counter()
         ready = [frame]
         if self.motion:

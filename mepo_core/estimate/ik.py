@@ -40,9 +40,20 @@ def twist_to_hinge(t: torch.Tensor, R_sw: torch.Tensor, hinge_rest: torch.Tensor
     return rodrigues_cos_sin(tn, torch.cos(phi), torch.sin(phi))
 
 
-def limb(G_parent, J, T, a: int, b: int, c: int, bend_dir: torch.Tensor):
+def _given_twist(R_sw, t, R_closed, twist):
+    """Where an explicit twist (cos, sin) is given (B, 2; (0, 0) = not given), R = R_sw R_tw(t, phi) (Eq. 3-4)."""
+    if twist is None:
+        return R_closed
+    has = (twist.abs().sum(-1) > 0)[:, None, None]
+    cs = twist / twist.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return torch.where(has, R_sw @ rodrigues_cos_sin(normalize(t), cs[:, 0], cs[:, 1]), R_closed)
+
+
+def limb(G_parent, J, T, a: int, b: int, c: int, bend_dir: torch.Tensor, twist: torch.Tensor | None = None):
     """Two-bone limb a->b->c (shoulder-elbow-wrist or hip-knee-ankle).
 
+    twist: optional (B, 55, 2) cos/sin of the twist about each joint's template bone (Eq. 3), used for a and b
+    where given (not (0, 0)); otherwise a's twist comes from the bend plane and b is swing only.
     Returns local rotations of a and b (B, 3, 3) and the global rotation of b.
     """
     Gt = G_parent.transpose(-1, -2)
@@ -55,17 +66,22 @@ def limb(G_parent, J, T, a: int, b: int, c: int, bend_dir: torch.Tensor):
     hinge = torch.cross(normalize(t), bend_dir.expand_as(t), dim=-1)
     weight = ((bend - 0.1) / 0.25).clamp(0, 1)
     R_a = R_sw @ twist_to_hinge(t, R_sw, hinge, normalize(cross), weight)
+    R_a = _given_twist(R_sw, t, R_a, None if twist is None else twist[:, a])
     G_a = G_parent @ R_a
     v2 = (G_a.transpose(-1, -2) @ (T[:, c] - T[:, b])[..., None])[..., 0]
     R_b = swing(J[:, c] - J[:, b], v2)
+    R_b = _given_twist(R_b, J[:, c] - J[:, b], R_b, None if twist is None else twist[:, b])
     return R_a, R_b, G_a @ R_b
 
 
-def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor, twist: torch.Tensor | None = None) -> torch.Tensor:
     """Local rotations from 3D joint targets.
 
     J (B, 76, 3) rest joints (T-pose, incl. extra joints) of each person's shape;
     T (B, 76, 3) target joint positions in camera-aligned axes (any origin); conf (B, 76) in [0, 1].
+    twist: optional (B, 55, 2) twist as (cos, sin) per joint (Eq. 3) for shoulders, elbows, hips and knees,
+    e.g. from a regressor: the twist of a straight limb is not observable from joint positions; rows of (0, 0)
+    (and ``None``, the default) keep the closed-form bend-plane twist.
     Returns (B, 55, 3, 3) local rotation matrices (global_orient at joint 0).
     """
     B = J.shape[0]
@@ -74,7 +90,10 @@ def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor) -> torch.Tens
     mid = lambda X, i, j: 0.5 * (X[:, i] + X[:, j])
 
     # Pelvis and torso: frames from the hip line / shoulder line and the trunk axis.
-    trunk_rest, trunk = mid(J, L_SHOULDER, R_SHOULDER) - J[:, PELVIS], mid(T, L_SHOULDER, R_SHOULDER) - mid(T, L_HIP, R_HIP)
+    # rest and target trunk axes both run from the hip midpoint (the rest one used to start at the pelvis joint,
+    # which tilted the pelvis frame by ~1 degree: the IK round trip in tests/test_refiner.py caught it)
+    trunk_rest = mid(J, L_SHOULDER, R_SHOULDER) - mid(J, L_HIP, R_HIP)
+    trunk = mid(T, L_SHOULDER, R_SHOULDER) - mid(T, L_HIP, R_HIP)
     G0 = align_frames(J[:, L_HIP] - J[:, R_HIP], trunk_rest, T[:, L_HIP] - T[:, R_HIP], trunk)
     G_torso = align_frames(J[:, L_SHOULDER] - J[:, R_SHOULDER], trunk_rest, T[:, L_SHOULDER] - T[:, R_SHOULDER], trunk)
     R[PELVIS] = G0
@@ -92,10 +111,10 @@ def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor) -> torch.Tens
 
     # Arms (collars stay at rest) and legs.
     for sh, el, wr in ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST)):
-        R[sh], R[el], _ = limb(G_spine3, J, T, sh, el, wr, FORWARD)
+        R[sh], R[el], _ = limb(G_spine3, J, T, sh, el, wr, FORWARD, twist)
     G_knees = {}
     for hip, knee, ankle in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)):
-        R[hip], R[knee], G_knees[knee] = limb(G0, J, T, hip, knee, ankle, -FORWARD)
+        R[hip], R[knee], G_knees[knee] = limb(G0, J, T, hip, knee, ankle, -FORWARD, twist)
     for knee, ankle, toe, heel in ((L_KNEE, L_ANKLE, L_BIG_TOE, L_HEEL), (R_KNEE, R_ANKLE, R_BIG_TOE, R_HEEL)):
         ok = (torch.minimum(conf[:, toe], conf[:, heel]) > 0.3)[:, None, None]
         G_foot = align_frames(J[:, toe] - J[:, heel], J[:, toe] - J[:, ankle], T[:, toe] - T[:, heel], T[:, toe] - T[:, ankle])

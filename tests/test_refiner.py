@@ -1,0 +1,192 @@
+"""Issue 8: twist-swing IK round trip (twist included), the relation-aware refiner's permutation and masking
+behaviour, a tiny training run that lowers the loss, and the frame-level integration."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mepo_core.estimate.ik import solve_ik
+from mepo_core.estimate.kinematics import SkeletonFK
+from mepo_core.estimate.rotations import axis_angle_to_matrix, normalize, swing
+from mepo_core.refine.core import assemble, nearest_context
+from mepo_core.refine.model import F_IN, K, RelationRefiner
+
+torch.set_num_threads(1)
+LIMB = {16: 18, 17: 19, 18: 20, 19: 21, 1: 4, 2: 5, 4: 7, 5: 8}     # joint -> child: shoulders, elbows, hips, knees
+
+
+def ik_family_poses(B: int, seed: int, straight: bool) -> torch.Tensor:
+    """Random local rotations in the family this IK represents exactly: straight spine (the IK splits the
+    hip-to-shoulder rotation into equal spine thirds, which a bent spine does not follow), neck = head, rest
+    collars and toes; arbitrary limb rotations incl. twist, random wrists/ankles/fingers/global orientation.
+    ``straight``: elbows/knees get a pure twist about the bone (set by the caller), the limb stays straight."""
+    g = torch.Generator().manual_seed(seed)
+    aa = torch.zeros(B, 55, 3)
+    rnd = lambda s: torch.randn(B, 3, generator=g) * s
+    aa[:, 0] = rnd(1.0)
+    aa[:, 12] = aa[:, 15] = rnd(0.2)
+    for j in (16, 17, 1, 2):
+        aa[:, j] = rnd(0.7)
+    for j, child in ((18, 20), (19, 21), (4, 7), (5, 8)):
+        if straight:                                   # rotation about the bone only: the limb stays straight
+            aa[:, j] = 0
+        else:
+            aa[:, j] = rnd(0.8)
+    for j in (20, 21, 7, 8):
+        aa[:, j] = rnd(0.3)
+    aa[:, 25:55] = torch.randn(B, 30, 3, generator=g) * 0.25
+    return axis_angle_to_matrix(aa)
+
+
+def twist_of(R: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
+    """(B, 55, 2) cos/sin of each limb joint's twist about its template bone: R = R_sw(t -> R t) R_tw(t, phi)."""
+    out = torch.zeros(R.shape[0], 55, 2)
+    for j, c in LIMB.items():
+        t = normalize(J[:, c] - J[:, j])
+        tw = swing(t, (R[:, j] @ t[..., None])[..., 0]).transpose(-1, -2) @ R[:, j]
+        cos = (tw.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+        sin = (torch.stack([tw[:, 2, 1] - tw[:, 1, 2], tw[:, 0, 2] - tw[:, 2, 0], tw[:, 1, 0] - tw[:, 0, 1]], -1)
+               * t).sum(-1) / 2
+        out[:, j] = torch.stack([cos, sin], -1)
+    return out
+
+
+@pytest.mark.parametrize("straight", [False, True])
+def test_ik_round_trip_with_twist(open_model, straight):
+    fk = SkeletonFK(open_model)
+    B = 16
+    R = ik_family_poses(B, 3 + straight, straight)
+    if straight:                                       # add a pure twist about the elbow/knee bones
+        J0 = fk.rest_joints(torch.zeros(B, 10))
+        g = torch.Generator().manual_seed(9)
+        for j, c in ((18, 20), (19, 21), (4, 7), (5, 8)):
+            axis = normalize(J0[:, c] - J0[:, j])
+            R[:, j] = axis_angle_to_matrix(axis * (torch.rand(B, 1, generator=g) * 2 - 1) * 1.2)
+    betas = torch.randn(B, 10, generator=torch.Generator().manual_seed(1)).clamp(-2, 2)
+    J = fk.rest_joints(betas)
+    with torch.no_grad():
+        joints, _ = fk.forward(R, betas)
+        conf = torch.ones(B, 76)
+        tw = twist_of(R, J)
+        R_ik = solve_ik(J, joints, conf, twist=tw)
+        back, _ = fk.forward(R_ik, betas)
+    err = (back - back[:, :1] - (joints - joints[:, :1])).norm(dim=-1)
+    assert float(err.amax()) < 1e-3, f"max joint error {1000 * float(err.amax()):.3f} mm"
+    # with the twist given, the limb rotations themselves come back (twist included), straight limbs too
+    limb = list(LIMB)
+    rot_err = (R_ik[:, limb] - R[:, limb]).abs().amax()
+    assert float(rot_err) < 1e-3
+    if straight:
+        # without it, a straight limb's twist is not observable from joints: rotations differ, joints still match
+        with torch.no_grad():
+            R_plain = solve_ik(J, joints, conf)
+            back2, _ = fk.forward(R_plain, betas)
+        assert float((R_plain[:, [18, 19, 4, 5]] - R[:, [18, 19, 4, 5]]).abs().amax()) > 0.1
+        assert float((back2 - back2[:, :1] - (joints - joints[:, :1])).norm(dim=-1).amax()) < 1e-3
+
+
+def _random_model(n_people=3):
+    torch.manual_seed(0)
+    m = RelationRefiner(n_people=n_people).eval()
+    for h in (m.rot_head, m.person_head):          # the heads start at zero (identity refinement): randomise
+        torch.nn.init.normal_(h.weight, std=0.3)
+    return m
+
+
+def test_context_permutation_invariance():
+    m = _random_model()
+    g = torch.Generator().manual_seed(2)
+    own = torch.randn(5, K, F_IN - 4, generator=g)
+    joints = torch.randn(5, K, 3, generator=g)
+    root = joints[:, 0]
+    with torch.no_grad():
+        a = m(*assemble(own, joints, root, torch.tensor([[0, 1, 2], [3, 4, -1]])))
+        b = m(*assemble(own, joints, root, torch.tensor([[0, 2, 1], [3, -1, 4]])))
+    for x, y in zip(a, b):
+        assert torch.allclose(x, y, atol=1e-5)
+    assert a[0].abs().amax() > 1e-3              # not trivially zero
+    # the target is not interchangeable with a context person
+    with torch.no_grad():
+        c = m(*assemble(own, joints, root, torch.tensor([[1, 0, 2]])))
+    assert not torch.allclose(a[0][:1], c[0], atol=1e-3)
+
+
+def test_nearest_context():
+    root = torch.tensor([[0.0, 0, 3], [0.5, 0, 3], [3.0, 0, 5], [0.2, 0, 6]])
+    ctx = nearest_context(root, 3)
+    assert ctx[:, 0].tolist() == [0, 1, 2, 3] and ctx[0, 1] == 1 and ctx[2, 1] == 3
+    assert nearest_context(root[:1], 3).tolist() == [[0, -1, -1]]
+
+
+def test_masking_and_padding():
+    m = _random_model()
+    g = torch.Generator().manual_seed(4)
+    tokens = torch.randn(2, 3, K, F_IN, generator=g)
+    pad = torch.tensor([[False, False, True], [False, True, True]])
+    with torch.no_grad():
+        base = m(tokens, pad)
+        junk = tokens.clone()
+        junk[0, 2] = 100 * torch.randn(K, F_IN, generator=g)      # padded people's content is ignored
+        junk[1, 1:] = -50.0
+        for x, y in zip(base, m(junk, pad)):
+            assert torch.allclose(x, y, atol=1e-5)
+        # a target alone with two padded slots == the same target in a 1-person sequence
+        alone = m(tokens[1:, :1], torch.zeros(1, 1, dtype=torch.bool))
+        assert torch.allclose(alone[0], base[0][1:], atol=1e-5)
+        # masked tokens: their input content no longer matters, but they still count (output changes)
+        mask = torch.zeros(2, 3, K, dtype=torch.bool)
+        mask[:, 0, 3:8] = True
+        masked = m(tokens, pad, mask)
+        tweak = tokens.clone()
+        tweak[:, 0, 3:8] += 7.0
+        for x, y in zip(masked, m(tweak, pad, mask)):
+            assert torch.allclose(x, y, atol=1e-5)
+        assert not torch.allclose(masked[0], base[0], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny(open_model):
+    from mepo_core.nets.synth import SceneGenerator
+    from mepo_core.refine.data import initial_estimates
+    from mepo_core.refine.train import prepare
+    from mepo_core.track.synthetic import standing_figure
+    clips = [np.stack([standing_figure(ph) for ph in np.linspace(0, 6, 8)]).astype(np.float32) for _ in range(2)]
+    d = SceneGenerator(open_model, clips).generate(6, seed=3)
+    d.update(initial_estimates(d, open_model, progress=False))
+    fk = SkeletonFK(open_model)
+    return d, prepare(d, fk), fk
+
+
+def test_tiny_training_lowers_loss(tiny):
+    from mepo_core.refine.train import losses, refine_rows, train
+    d, t, fk = tiny
+
+    def loss(model):
+        rows = torch.arange(len(t["own"]))
+        with torch.no_grad():
+            return float(sum(losses(fk, *refine_rows(model, t), t, rows).values()))
+    before = loss(RelationRefiner())
+    res = train("full", 120, t, fk, batch=32, lr=3e-3, progress=False, log_every=10)
+    after = loss(res["model"])
+    assert after < 0.95 * before, (before, after)
+    assert "adv" in res["log"][-1] and "disc" in res["log"][-1]
+
+
+def test_refiner_on_frame(tiny, tmp_path):
+    """Refiner.refine on a FrameRecord from the estimator: 6 people, params/joints updated, finite."""
+    from mepo_core.estimate.estimator import SmplxEstimator
+    from mepo_core.refine.core import Refiner
+    from mepo_core.refine.data import frame_from_rows
+    from mepo_core.refine.train import train, export
+    d, t, fk = tiny
+    res = train("full", 5, t, fk, batch=8, progress=False, run_dir=tmp_path / "run")
+    export(tmp_path / "run" / "checkpoint.pt", tmp_path / "w.pt")
+    est = SmplxEstimator(fk.body_model, refine_iterations=1, face_fit=False)
+    rows = np.arange(min(6, len(d["scene"])))
+    frame = est.estimate(frame_from_rows(d, rows))
+    before = np.stack([p.joints3d for p in frame.people])
+    Refiner(est, tmp_path / "w.pt").refine(frame)
+    after = np.stack([p.joints3d for p in frame.people])
+    assert after.shape == before.shape and np.isfinite(after).all()
+    assert np.abs(after - before).max() < 0.5
