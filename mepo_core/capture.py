@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .errors import MepoError, SourceError
+from .errors import SourceError
 from .io.npz import TakeRecorder
 from .records import FrameRecord
 

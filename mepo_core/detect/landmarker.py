@@ -10,7 +10,7 @@ import numpy as np
 from mepo_core.records import FrameRecord, Landmarks, Person
 
 from .face import FaceLandmarker
-from .hands import BODY_HAND_POINTS, HandLandmarker
+from .hands import HandLandmarker
 from .pose_detector import PoseDetector
 from .pose_landmarks import PoseLandmarkModel
 

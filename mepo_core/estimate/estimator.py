@@ -60,6 +60,12 @@ class SmplxEstimator:
         rotvec, betas, transl = self.refiner(R, betas, transl0, T, conf3, kp2d, cam, scale2d)
         faces = self._fit_faces(people, betas, cam)
         params = self._params(rotvec, betas, transl, targets, faces, [p.track_id for p in people])
+        self._finish(people, params, kp2d, cam)
+        return frame
+
+    def _finish(self, people, params: list[SmplxParams], kp2d: torch.Tensor, cam) -> None:
+        """Store params, exact smplx joints, projected keypoints (+ landmark confidence) and, when rendering,
+        vertices on every person."""
         stacked = {k: torch.as_tensor(np.stack([getattr(p, k) for p in params])) for k in SmplxParams.KEYS}
         with torch.no_grad():
             if self.with_vertices:
@@ -76,7 +82,6 @@ class SmplxEstimator:
             person.joints3d = joints[i].numpy().astype(np.float32)
             person.keypoints2d = np.concatenate([kp[i], conf[i][:, None]], 1).astype(np.float32)
             person.vertices = verts[i].numpy() if self.with_vertices else None
-        return frame
 
     def _rotmats(self, p: dict) -> torch.Tensor:
         """(B, 55, 3, 3) local rotations of the SMPL-X parameters as smplx applies them (hand means added)."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..estimate.estimator import JAW_MAX, JAW_OPEN_GAIN, SmplxEstimator
-from ..estimate.fit import project, solve_translation
+from ..estimate.fit import solve_translation
 from ..estimate.joint_map import MP_BODY, NUM_OUTPUT_JOINTS
 from ..estimate.rotations import matrix_to_axis_angle
 from ..estimate.targets import face_cues
@@ -182,21 +182,7 @@ class MepoEstimator(SmplxEstimator):
                 sp.leye_pose = np.array([gaze[0, 1], gaze[0, 0], 0], np.float32)
                 sp.reye_pose = np.array([gaze[1, 1], gaze[1, 0], 0], np.float32)
             params.append(sp)
-        stacked = {k: torch.as_tensor(np.stack([getattr(sp, k) for sp in params])) for k in SmplxParams.KEYS}
-        with torch.no_grad():
-            if self.with_vertices:
-                verts, joints = self.body_model.forward(stacked)
-                joints = joints[:, :NUM_OUTPUT_JOINTS]
-            else:
-                verts = None
-                joints = self.fk.exact_joints(self._rotmats(stacked), stacked["betas"], stacked["expression"],
-                                              stacked["transl"])
-        kp = project(joints, cam).numpy()
-        conf = kp2d[..., 2].numpy()
+        self._finish(people, params, kp2d, cam)
         for i, person in enumerate(people):
-            person.params = params[i]
-            person.joints3d = joints[i].numpy().astype(np.float32)
-            person.keypoints2d = np.concatenate([kp[i], conf[i][:, None]], 1).astype(np.float32)
-            person.vertices = verts[i].numpy() if self.with_vertices else None
             person.depth_level = int(round(float(levels[i])))
         return frame

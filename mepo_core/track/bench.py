@@ -200,7 +200,6 @@ def main(argv=None) -> int:
     p.add_argument("--gt", default=str(GT_PATH))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    rows = []
     t0 = time.perf_counter()
 
     clips = load_bvh_clips(MOCAP, count=40, seed=0) if os.path.exists(MOCAP) else None
