@@ -111,3 +111,19 @@ def test_estimator_closed_loop_recovers_pose_and_depth(open_model, fk):
         assert np.median(kp_err) < 6.0
     # the nearer person is nearer
     assert frame.people[0].params.transl[2] < frame.people[1].params.transl[2]
+
+
+def test_display_mesh_matches_full_smplx_at_its_vertices(open_model):
+    from mepo_core.render.decimate import display_mesh
+    mesh = display_mesh(open_model)
+    assert 500 < mesh.num_vertices < open_model.num_verts / 2
+    assert mesh.faces.max() < mesh.num_vertices
+    rv = random_pose(2, seed=11)
+    g = torch.Generator().manual_seed(4)
+    params = {"global_orient": rv[:, 0], "body_pose": rv[:, 1:22].reshape(2, -1), "jaw_pose": rv[:, 22],
+              "leye_pose": rv[:, 23], "reye_pose": rv[:, 24], "left_hand_pose": rv[:, 25:40].reshape(2, -1),
+              "right_hand_pose": rv[:, 40:55].reshape(2, -1), "betas": 0.5 * torch.randn(2, 10, generator=g),
+              "expression": 0.5 * torch.randn(2, 10, generator=g), "transl": torch.tensor([[0.2, 0.1, 3.0]] * 2)}
+    full, _ = open_model.forward(params)
+    reduced = mesh.vertices({k: v.numpy() for k, v in params.items()})
+    assert np.abs(full[:, mesh.vertex_ids].numpy() - reduced).max() < 5e-4

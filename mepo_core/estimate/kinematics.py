@@ -91,18 +91,12 @@ class SkeletonFK:
             self._level_order[n] = torch.tensor([flat.index(k) for k in range(n)])
         return self._level_cache[n]
 
-    @torch.no_grad()
-    def _keypoint_vertex_data(self) -> dict[str, torch.Tensor]:
-        """The model's data restricted to the 21 keypoint vertices (gathered once: posedirs is a big strided view)."""
-        if not hasattr(self, "_kv"):
+    def expression_rest_joints(self, betas: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """(B, 55, 3) rest joints as smplx regresses them: after both shape and expression offsets."""
+        if not hasattr(self, "_j_exprdirs"):
             m = self.body_model.smplx
-            ids = m.vertex_joint_selector.extra_joints_idxs
-            cols = (ids[:, None] * 3 + torch.arange(3)[None]).reshape(-1)
-            self._kv = {"v_template": m.v_template[ids], "shapedirs": m.shapedirs[ids], "exprdirs": m.expr_dirs[ids],
-                        "posedirs": m.posedirs[:, cols].contiguous(), "weights": m.lbs_weights[ids],
-                        # smplx regresses joints after adding the expression offsets too
-                        "j_exprdirs": torch.einsum("jv,vcb->jcb", m.J_regressor, m.expr_dirs)}
-        return self._kv
+            self._j_exprdirs = torch.einsum("jv,vcb->jcb", m.J_regressor, m.expr_dirs).float()
+        return self.body_model.rest_joints(betas) + torch.einsum("jcb,nb->njc", self._j_exprdirs, expression)
 
     @torch.no_grad()
     def exact_joints(self, rotmats: torch.Tensor, betas: torch.Tensor, expression: torch.Tensor,
@@ -113,23 +107,48 @@ class SkeletonFK:
         linear blend skinning as smplx (shape + expression + pose blend shapes), but only for those vertices.
         rotmats (B, 55, 3, 3), betas (B, 10), expression (B, 10), transl (B, 3) -> (B, 76, 3).
         """
-        k = self._keypoint_vertex_data()
-        J = self.body_model.rest_joints(betas) + torch.einsum("jcb,nb->njc", k["j_exprdirs"], expression)
+        if not hasattr(self, "_keypoint_skinning"):
+            self._keypoint_skinning = SubsetSkinning(self.body_model,
+                                                     self.body_model.smplx.vertex_joint_selector.extra_joints_idxs)
+        J = self.expression_rest_joints(betas, expression)
         G, P = self._chain(rotmats, J, NUM_SMPLX_JOINTS)
-        B = rotmats.shape[0]
-        v = (k["v_template"][None] + torch.einsum("vcb,nb->nvc", k["shapedirs"], betas)
-             + torch.einsum("vcb,nb->nvc", k["exprdirs"], expression))
-        pose_feature = (rotmats[:, 1:] - torch.eye(3)).reshape(B, -1)                       # (B, 486)
-        v = v + (pose_feature @ k["posedirs"]).reshape(B, -1, 3)
-        # Skinning transforms A_k x = G_k (x - J_k) + P_k, blended by the vertices' weights.
-        W = k["weights"]                                                                     # (21, 55)
-        rot = torch.einsum("vk,nkij->nvij", W, G)
-        offset = torch.einsum("vk,nki->nvi", W, P - (G @ J[..., None])[..., 0])
-        verts = (rot @ v[..., None])[..., 0] + offset
+        verts = self._keypoint_skinning(rotmats, G, P, J, betas, expression)
         return torch.cat([P, verts], 1) + transl[:, None]
 
     def __repr__(self) -> str:
         return f"SkeletonFK({self.body_model.name}, {NUM_OUTPUT_JOINTS} joints)"
+
+
+class SubsetSkinning:
+    """smplx's linear blend skinning (shape + expression + pose blend shapes, skin weights) restricted to a set of
+    vertices, with the model data gathered once (``posedirs`` is a large strided view: gathering per call is slow).
+    Used for the 21 keypoint vertices and for the app's reduced display mesh."""
+
+    def __init__(self, body_model, vertex_ids):
+        m = body_model.smplx
+        ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long)
+        cols = (ids[:, None] * 3 + torch.arange(3)[None]).reshape(-1)
+        with torch.no_grad():
+            self.v_template = m.v_template[ids].float()
+            self.shapedirs = m.shapedirs[ids].float()
+            self.exprdirs = m.expr_dirs[ids].float()
+            self.posedirs = m.posedirs[:, cols].contiguous().float()        # (486, 3 n)
+            self.weights = m.lbs_weights[ids].float()                       # (n, 55)
+
+    @torch.no_grad()
+    def __call__(self, rotmats, G, P, J, betas, expression) -> torch.Tensor:
+        """rotmats (B, 55, 3, 3) local, G / P (B, 55, 3, 3) / (B, 55, 3) global rotations / positions, J (B, 55, 3)
+        rest joints, betas / expression (B, 10) -> (B, n, 3) posed vertices (no translation)."""
+        B = rotmats.shape[0]
+        v = (self.v_template[None] + torch.einsum("vcb,nb->nvc", self.shapedirs, betas)
+             + torch.einsum("vcb,nb->nvc", self.exprdirs, expression))
+        pose_feature = (rotmats[:, 1:] - torch.eye(3)).reshape(B, -1)                       # (B, 486)
+        v = v + (pose_feature @ self.posedirs).reshape(B, -1, 3)
+        # Skinning transforms A_k x = G_k (x - J_k) + P_k, blended by each vertex's weights.
+        A = torch.cat([G.reshape(B, 55, 9), P - (G @ J[..., None])[..., 0]], 2)             # (B, 55, 12)
+        blended = (self.weights @ A).reshape(B, -1, 12)                                      # (B, n, 12)
+        rot, offset = blended[..., :9].reshape(B, -1, 3, 3), blended[..., 9:]
+        return (rot @ v[..., None])[..., 0] + offset
 
 
 def as_tensor(x, dtype=torch.float32) -> torch.Tensor:

@@ -22,22 +22,14 @@ class DisplayMesh:
     are the full-mesh vertices they are."""
 
     def __init__(self, body_model, target_faces: int = DEFAULT_FACES):
-        from mepo_core.estimate.kinematics import SkeletonFK
+        from mepo_core.estimate.kinematics import SkeletonFK, SubsetSkinning
         self.body_model = body_model
         m = body_model.smplx
         rest = m.v_template.detach().numpy().astype(np.float64)
         faces = np.asarray(body_model.faces, np.int64)
         weights = m.lbs_weights.detach().numpy()
         self.vertex_ids, self.faces, self.method = decimate(rest, faces, weights, target_faces)
-        ids = torch.as_tensor(self.vertex_ids)
-        cols = (ids[:, None] * 3 + torch.arange(3)[None]).reshape(-1)
-        with torch.no_grad():
-            self._v_template = m.v_template[ids].float()
-            self._shapedirs = m.shapedirs[ids].float()
-            self._exprdirs = m.expr_dirs[ids].float()
-            self._posedirs = m.posedirs[:, cols].contiguous().float()       # (486, 3 V')
-            self._weights = m.lbs_weights[ids].float()
-            self._j_exprdirs = torch.einsum("jv,vcb->jcb", m.J_regressor, m.expr_dirs).float()
+        self._skinning = SubsetSkinning(body_model, self.vertex_ids)
         self._fk = SkeletonFK(body_model)
         self._hand_mean = {}
         for side in ("left", "right"):
@@ -61,17 +53,9 @@ class DisplayMesh:
                         p["right_hand_pose"] + self._hand_mean["right"]], 1).reshape(B, 55, 3)
         rotmats = axis_angle_to_matrix(rv)
         betas, expression = p["betas"], p["expression"]
-        J = self.body_model.rest_joints(betas) + torch.einsum("jcb,nb->njc", self._j_exprdirs, expression)
+        J = self._fk.expression_rest_joints(betas, expression)
         G, P = self._fk._chain(rotmats, J, NUM_SMPLX_JOINTS)
-        v = (self._v_template[None] + torch.einsum("vcb,nb->nvc", self._shapedirs, betas)
-             + torch.einsum("vcb,nb->nvc", self._exprdirs, expression))
-        pose_feature = (rotmats[:, 1:] - torch.eye(3)).reshape(B, -1)
-        v = v + (pose_feature @ self._posedirs).reshape(B, -1, 3)
-        # Skinning transforms A_k x = G_k (x - J_k) + P_k, blended by each vertex's weights.
-        A = torch.cat([G.reshape(B, 55, 9), P - (G @ J[..., None])[..., 0]], 2)          # (B, 55, 12)
-        blended = (self._weights @ A).reshape(B, -1, 12)                                   # (B, V', 12)
-        rot, offset = blended[..., :9].reshape(B, -1, 3, 3), blended[..., 9:]
-        verts = (rot @ v[..., None])[..., 0] + offset + p["transl"][:, None]
+        verts = self._skinning(rotmats, G, P, J, betas, expression) + p["transl"][:, None]
         return verts.numpy()
 
 
