@@ -119,25 +119,6 @@ class LiveRenderer(OverlayRenderer):
         finally:
             gl.glRenderbufferStorageMultisample = multisample
 
-    def render(self, image: np.ndarray, meshes) -> np.ndarray:
-        out = image.copy()
-        if not meshes:
-            return out
-        height, width = image.shape[:2]
-        rw, rh = self.render_size(width, height)
-        color, depth = self.render_layer(meshes, rw, rh)
-        weight = (depth > 0).astype(np.float32)
-        if (rw, rh) != (width, height):
-            color = cv2.resize(color, (width, height), interpolation=cv2.INTER_LINEAR)
-            weight = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
-        rows, cols = np.flatnonzero(weight.any(1)), np.flatnonzero(weight.any(0))
-        if len(rows) == 0:
-            return out
-        box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]     # blend only where something was drawn
-        w = (self.alpha * weight[box])[..., None]
-        out[box] = (w * color[box] + (1.0 - w) * image[box] + 0.5).astype(np.uint8)
-        return out
-
 
 class ViewportPainter:
     def __init__(self):

@@ -125,10 +125,11 @@ class OverlayRenderer:
         if (rw, rh) != (width, height):
             color = cv2.resize(color, (width, height), interpolation=cv2.INTER_LINEAR)
             weight = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)  # soft, antialiased edge
-        ys, xs = np.nonzero(weight)
-        if len(ys) == 0:
+        covered = weight > 0
+        rows, cols = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
+        if len(rows) == 0:
             return out
-        box = np.s_[ys.min():ys.max() + 1, xs.min():xs.max() + 1]   # blend only where something was drawn
+        box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]     # blend only where something was drawn
         w = (self.alpha * weight[box])[..., None]
         out[box] = (w * color[box] + (1.0 - w) * image[box] + 0.5).astype(np.uint8)
         return out
