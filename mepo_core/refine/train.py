@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..train.plots import plot_loss_curve
 from ..paths import cache_dir
 from .core import apply_delta, assemble, nearest_context, observations, person_features
 from .model import K, PoseDiscriminator, RelationRefiner, ShapeDiscriminator
@@ -82,28 +83,7 @@ def losses(fk, R, betas, transl, t: dict, rows: torch.Tensor) -> dict:
 
 
 def plot_curve(log: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = np.array([r["step"] for r in log])
-    for key in ("total", "joints", "root", "rot", "adv", "disc", "val_mpjpe_m", "val_root_m"):
-        vals = np.array([r.get(key, np.nan) for r in log], float)
-        ok = np.isfinite(vals)
-        if not ok.any():
-            continue
-        if key.startswith("val_"):
-            ax.plot(steps[ok], vals[ok], "o-", lw=2, label=key)
-        else:
-            k = max(ok.sum() // 40, 1)
-            ax.plot(steps[ok][k - 1:], np.convolve(vals[ok], np.ones(k) / k, "valid"), label=key, alpha=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.legend(fontsize=7)
-    ax.set_title(path.parent.name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    plot_loss_curve(log, path, ["total", "joints", "root", "rot", "adv", "disc", "val_mpjpe_m", "val_root_m"])
 
 
 def train(variant: str, steps: int, t: dict, fk, val: dict | None = None, seed: int = 0, batch: int = 128,

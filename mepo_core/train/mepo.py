@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .plots import plot_loss_curve
 from ..estimate.rotations import axis_angle_to_matrix
 from ..nets.losses import boxes, compute_losses, full_rotmats
 from ..nets.model import VARIANTS, MepoNet
@@ -65,25 +66,7 @@ def load_data(split: str, cfg: dict = DEFAULT_DATA, progress: bool = True) -> di
 
 
 def plot_curve(log: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [r["step"] for r in log]
-    for key in [k for k in log[0] if k not in ("step", "lr", "seconds")]:
-        vals = np.array([r[key] for r in log], float)
-        if key.startswith("val_"):
-            ax.plot(steps, vals, "o-", label=key, lw=2)
-        else:
-            k = max(len(vals) // 50, 1)
-            ax.plot(steps[k - 1:], np.convolve(vals, np.ones(k) / k, "valid"), label=key, alpha=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.legend(fontsize=7)
-    ax.set_title(path.parent.name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    plot_loss_curve(log, path)
 
 
 def train(ablation: str, steps: int, seed: int = 0, batch_size: int = 64, lr: float = 2e-3, run_dir: Path | None = None,
