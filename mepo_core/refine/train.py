@@ -280,12 +280,18 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--run-dir", help="default: <cache>/refiner/runs/<variant>_<steps>")
     p.add_argument("--export", help="also write the final weights (fp16) to this file")
+    p.add_argument("--init", choices=["fit", "skel"], default="fit",
+                   help="initial estimate the refiner learns to correct: the fitting estimator (default) or the "
+                        "learned skeleton + IK (refine/skeleton.py, --skeleton-weights)")
+    p.add_argument("--skeleton-weights", default="assets/refiner/skeleton.pt")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     fk, load = _setup(a.threads, not a.quiet)
-    t = prepare(load("train", not a.quiet), fk)
-    val = prepare(load("val", not a.quiet), fk)
-    run_dir = Path(a.run_dir) if a.run_dir else runs_dir() / f"{a.variant}_{a.steps}"
+    init = (lambda d: d) if a.init == "fit" else (lambda d: skeleton_init(d, fk, a.skeleton_weights))
+    t = prepare(init(load("train", not a.quiet)), fk)
+    val = prepare(init(load("val", not a.quiet)), fk)
+    suffix = "" if a.init == "fit" else "_skel"
+    run_dir = Path(a.run_dir) if a.run_dir else runs_dir() / f"{a.variant}_{a.steps}{suffix}"
     res = train(a.variant, a.steps, t, fk, val, a.seed, a.batch, a.lr, a.adv_weight, run_dir, a.ckpt_every,
                 progress=not a.quiet)
     if a.export:
@@ -305,15 +311,24 @@ def eval_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="mepo eval refiner", description="Refiner ablation on synthetic val scenes.")
     p.add_argument("--runs", nargs="*", default=[], help="name=checkpoint-or-weights pairs")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skeleton", nargs="?", const="assets/refiner/skeleton.pt", default=None,
+                   help="also score the learned-skeleton initial estimate (f^P + f^TS + IK, refine/skeleton.py) "
+                        "and every run on top of it")
     a = p.parse_args(argv)
     fk, load = _setup(a.threads, False)
     from .core import load_refiner
-    t = prepare(load("val", False), fk)
-    methods = [("IK + fit (initial)", outputs(fk, t))]
-    for spec in a.runs:
-        name, path = spec.rsplit("=", 1)
-        model = load_refiner(path)
-        methods.append((name, outputs(fk, t, *refine_rows(model, t))))
+    d = load("val", False)
+    t = prepare(d, fk)
+    inits = [("fit", t)]
+    if a.skeleton:
+        inits.append(("skel", prepare(skeleton_init(d, fk, a.skeleton), fk)))
+    methods = []
+    for iname, ti in inits:
+        methods.append((f"IK + {iname} (initial)", outputs(fk, ti)))
+        for spec in a.runs:
+            name, path = spec.rsplit("=", 1)
+            model = load_refiner(path)
+            methods.append((f"{iname} + {name}" if a.skeleton else name, outputs(fk, ti, *refine_rows(model, ti))))
     npeople = t["npeople"].numpy()
     rows = []
     for group, sel in (("1", npeople == 1), ("3", npeople == 3), ("5", npeople == 5), ("all", npeople > 0)):
@@ -327,6 +342,18 @@ def eval_main(argv: list[str]) -> int:
     print("(mm; MPJPE/PA-MPJPE over 22 body joints, pelvis-aligned; MVE 400 vertices; root = pelvis position error; "
           "depth-order = all pairs in a scene by pelvis depth; interpen. = pairs whose body capsules intersect)")
     return 0
+
+
+def skeleton_init(d: dict, fk, weights) -> dict:
+    """The val rows with the fitting estimator's initial estimate replaced by the learned skeleton's
+    (f^P + f^TS + IK; hands/jaw/eyes keep the fit's rotations, which IK has no evidence for here)."""
+    from . import skeleton as S
+    skel, ts = S.load(weights)
+    f = lambda k: torch.as_tensor(np.asarray(d[k]), dtype=torch.float32)
+    R, betas, transl = S.initial_estimate(fk, skel, ts, f("kp_px"), f("world"), f("box"), f("cam"), f("init_rot"))
+    d = dict(d)
+    d.update(init_rot=R.numpy(), init_betas=betas.numpy(), init_transl=transl.numpy())
+    return d
 
 
 def bench_main(argv: list[str]) -> int:
