@@ -9,8 +9,7 @@ from .face_fit import FaceFit, FaceFitter
 from .fit import BatchRefiner, project, solve_translation
 from .ik import solve_ik
 from .joint_map import NUM_OUTPUT_JOINTS
-from .kinematics import SkeletonFK
-from .rotations import axis_angle_to_matrix
+from .kinematics import SkeletonFK, hand_means
 from .targets import build_targets
 
 JAW_OPEN_GAIN, JAW_MAX = 2.2, 0.45   # mouth-opening fraction of face height -> jaw pitch (rad)
@@ -30,7 +29,7 @@ class SmplxEstimator:
         self.with_vertices = with_vertices
         rest = self.fk.rest_zero
         self.rest_hand_length = float((rest[28] - rest[20]).norm())
-        self.hand_mean = {side: _hand_mean(body_model, side) for side in ("left", "right")}
+        self.hand_mean = hand_means(body_model)
         self.num_betas = 10
         # Expression / jaw / eyes from the face mesh; None (model without a detectable face) -> hand-tuned cues.
         self.face_fitter = FaceFitter.create(body_model) if face_fit else None
@@ -85,11 +84,7 @@ class SmplxEstimator:
 
     def _rotmats(self, p: dict) -> torch.Tensor:
         """(B, 55, 3, 3) local rotations of the SMPL-X parameters as smplx applies them (hand means added)."""
-        B = p["global_orient"].shape[0]
-        rv = torch.cat([p["global_orient"], p["body_pose"], p["jaw_pose"], p["leye_pose"], p["reye_pose"],
-                        p["left_hand_pose"] + torch.as_tensor(self.hand_mean["left"]),
-                        p["right_hand_pose"] + torch.as_tensor(self.hand_mean["right"])], 1).reshape(B, 55, 3)
-        return axis_angle_to_matrix(rv)
+        return self.fk.local_rotmats(p)
 
     def _fit_faces(self, people, betas: torch.Tensor, cam) -> dict[int, tuple[FaceFit, int]]:
         """person index -> (batched FaceFit, row) for people with a 3D face mesh, when the model has a fitter."""
@@ -156,11 +151,3 @@ class NeutralExpression:
         else:
             out = expression - np.median(np.stack(seen), axis=0)
         return np.clip(out, -self.limit, self.limit).astype(np.float32)
-
-
-def _hand_mean(body_model, side: str) -> np.ndarray:
-    """smplx adds a mean hand pose unless flat_hand_mean; IK gives absolute rotations, so subtract it."""
-    mean = getattr(body_model.smplx, f"{side}_hand_mean", None)
-    if mean is None or getattr(body_model.smplx, "flat_hand_mean", False):
-        return np.zeros(45, np.float32)
-    return mean.detach().numpy().reshape(-1).astype(np.float32)

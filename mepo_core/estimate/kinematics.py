@@ -9,10 +9,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .rotations import axis_angle_to_matrix
 from .joint_map import EXTRA_JOINT_PARENT, NUM_OUTPUT_JOINTS, NUM_SMPLX_JOINTS
 
 BODY_JOINTS = 22   # pelvis + 21 body joints (no hands, jaw, eyes)
 BODY_EXTRAS = 11   # nose, eyes, ears, toes, heels: the extra joints that hang off body joints
+
+
+def hand_means(body_model) -> dict[str, np.ndarray]:
+    """The mean hand poses (45,) smplx adds to ``left/right_hand_pose`` (zeros with ``flat_hand_mean``).
+
+    SMPL-X parameters store finger rotations minus this mean; the kinematics here work on absolute rotations.
+    """
+    m = body_model.smplx
+    out = {}
+    for side in ("left", "right"):
+        mean = getattr(m, f"{side}_hand_mean", None)
+        flat = mean is None or getattr(m, "flat_hand_mean", False)
+        out[side] = np.zeros(45, np.float32) if flat else mean.detach().numpy().reshape(-1).astype(np.float32)
+    return out
 
 
 class SkeletonFK:
@@ -30,6 +45,18 @@ class SkeletonFK:
         self.extra_offset = (extra - rest[self.extra_parent]).float()    # (21, 3) in the parent's rest frame
         self.rest_zero = rest.float()                                    # (55, 3)
         self.rest_extra_zero = extra.float()
+
+    def local_rotmats(self, params: dict) -> torch.Tensor:
+        """SMPL-X parameters (B, n) tensors -> (B, 55, 3, 3) local rotations as smplx applies them (hand means
+        added)."""
+        if not hasattr(self, "_hand_means"):
+            self._hand_means = {k: torch.as_tensor(v) for k, v in hand_means(self.body_model).items()}
+        p = params
+        B = p["global_orient"].shape[0]
+        rv = torch.cat([p["global_orient"], p["body_pose"], p["jaw_pose"], p["leye_pose"], p["reye_pose"],
+                        p["left_hand_pose"] + self._hand_means["left"],
+                        p["right_hand_pose"] + self._hand_means["right"]], 1).reshape(B, 55, 3)
+        return axis_angle_to_matrix(rv)
 
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 10) -> (B, 76, 3) rest (T-pose) joints incl. extra joints."""

@@ -31,11 +31,6 @@ class DisplayMesh:
         self.vertex_ids, self.faces, self.method = decimate(rest, faces, weights, target_faces)
         self._skinning = SubsetSkinning(body_model, self.vertex_ids)
         self._fk = SkeletonFK(body_model)
-        self._hand_mean = {}
-        for side in ("left", "right"):
-            mean = getattr(m, f"{side}_hand_mean", None)
-            flat = getattr(m, "flat_hand_mean", False)
-            self._hand_mean[side] = torch.zeros(45) if mean is None or flat else mean.detach().float().reshape(-1)
 
     @property
     def num_vertices(self) -> int:
@@ -45,13 +40,8 @@ class DisplayMesh:
     def vertices(self, params: dict) -> np.ndarray:
         """params: SmplxParams keys -> (B, n) arrays -> (B, V', 3) float32 vertices, translation applied."""
         from mepo_core.estimate.kinematics import NUM_SMPLX_JOINTS
-        from mepo_core.estimate.rotations import axis_angle_to_matrix
         p = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in params.items()}
-        B = p["global_orient"].shape[0]
-        rv = torch.cat([p["global_orient"], p["body_pose"], p["jaw_pose"], p["leye_pose"], p["reye_pose"],
-                        p["left_hand_pose"] + self._hand_mean["left"],
-                        p["right_hand_pose"] + self._hand_mean["right"]], 1).reshape(B, 55, 3)
-        rotmats = axis_angle_to_matrix(rv)
+        rotmats = self._fk.local_rotmats(p)
         betas, expression = p["betas"], p["expression"]
         J = self._fk.expression_rest_joints(betas, expression)
         G, P = self._fk._chain(rotmats, J, NUM_SMPLX_JOINTS)
