@@ -306,3 +306,24 @@ def test_fbx_render_two_people(take_path, tmp_path):
     assert pixels.shape == (720, 960, 3) and pixels.std() > 20
     for name in ("person_3", "person_4"):
         assert abs(result[f"{name}/positions"][0, :, 2].min()) < 0.2    # feet near the floor (Z-up after import)
+
+
+def test_finger_rotations_include_the_models_mean_hand_pose(standin_model_dir, tmp_path):
+    """A real SMPL-X stores finger rotations minus a mean hand pose; exported bones must carry the rotation smplx
+    applies (mean added), or skinned hands bend wrong. The stand-in has a non-zero mean, the open model a zero one."""
+    from mepo_core.body.model import load_body_model
+    from mepo_core.estimate.kinematics import SkeletonFK
+    model = load_body_model(standin_model_dir)
+    path = tmp_path / "standin_take.npz"
+    write_npz(str(path), _take(model, with_joints=False))
+    options = ExportOptions(camera_space=True, skeleton_only=True, model_dir=str(standin_model_dir))
+    take = load_export_take(str(path))
+    person = build_people(take, options)[0]
+    chunk = next(person.motion.chunks())
+    A = options.basis
+    frames = np.flatnonzero(take["valid"][:, person.motion.p])[:len(chunk.rotations)]
+    params = {k: torch.as_tensor(take[k][frames, person.motion.p]) for k in SmplxParams.KEYS}
+    expected = SkeletonFK(model).local_rotmats(params).numpy()
+    got = A.T @ chunk.rotations[:len(frames)] @ A
+    np.testing.assert_allclose(got[:, 25:55], expected[:, 25:55], atol=1e-4)
+    assert np.abs(expected[:, 25:55] - np.eye(3)).max() > 0.05          # the mean made a difference here

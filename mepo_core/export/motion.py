@@ -97,10 +97,13 @@ def check_take(take: dict, path: str) -> None:
             raise TakeFormatError(f"{path}: {k} has shape {take[k].shape}, expected ({T}, {P}, ...)")
 
 
-def _local_rotvecs(take: dict, p: int, frames: np.ndarray) -> np.ndarray:
-    """(n,) frame indices -> (n, 55, 3) axis-angle of the 55 joints (smplx order)."""
+def _local_rotvecs(take: dict, p: int, frames: np.ndarray, hand_mean: np.ndarray) -> np.ndarray:
+    """(n,) frame indices -> (n, 55, 3) axis-angle of the 55 joints (smplx order), as smplx applies them: the
+    body model's mean hand pose (30, 3) is added to the stored finger rotations."""
     parts = [take[k][frames, p].reshape(len(frames), -1, 3) for k in POSE_KEYS]
-    return np.concatenate(parts, axis=1).astype(np.float64)
+    rotvecs = np.concatenate(parts, axis=1).astype(np.float64)
+    rotvecs[:, 25:55] += hand_mean
+    return rotvecs
 
 
 def _global_rotations(local: np.ndarray) -> np.ndarray:
@@ -134,9 +137,12 @@ class PersonMotion:
     """One person of a take: rest skeleton and chunked per-frame motion in the export frame."""
 
     def __init__(self, take: dict, p: int, options: ExportOptions, rest_joints: np.ndarray | None,
-                 shift: np.ndarray):
-        """rest_joints: (55, 3) Y-up model-space rest joints of the median shape, or None (median offsets)."""
+                 shift: np.ndarray, hand_mean: np.ndarray | None = None):
+        """rest_joints: (55, 3) Y-up model-space rest joints of the median shape, or None (median offsets).
+        hand_mean: (30, 3) the body model's mean finger rotations (smplx ``flat_hand_mean=False``); None: zeros
+        (a skeleton-only export without the model)."""
         self.take, self.p, self.options = take, p, options
+        self.hand_mean = np.zeros((30, 3)) if hand_mean is None else np.asarray(hand_mean, np.float64).reshape(30, 3)
         self.person_id = int(take["person_ids"][p])
         self.name = f"person_{self.person_id}"
         self.valid = take["valid"][:, p].astype(bool)
@@ -167,7 +173,7 @@ class PersonMotion:
 
     def _camera_offsets(self, frames: np.ndarray) -> np.ndarray:
         """(n,) frames -> (n, 55, 3) local offsets o_j = Rg_parent^T (p_j - p_parent) (Y-up model frame, metres)."""
-        rot = Rotation.from_rotvec(_local_rotvecs(self.take, self.p, frames).reshape(-1, 3)).as_matrix()
+        rot = Rotation.from_rotvec(_local_rotvecs(self.take, self.p, frames, self.hand_mean).reshape(-1, 3)).as_matrix()
         glob = _global_rotations(rot.reshape(len(frames), NUM_JOINTS, 3, 3))
         joints = self.take["joints3d"][frames, self.p, :NUM_JOINTS].astype(np.float64)
         delta = joints[:, 1:] - joints[:, SMPLX_PARENTS[1:]]
@@ -181,7 +187,7 @@ class PersonMotion:
         for start in range(0, self.num_frames, chunk):
             frames = self.source[start:start + chunk]
             n = len(frames)
-            local = Rotation.from_rotvec(_local_rotvecs(self.take, self.p, frames).reshape(-1, 3)).as_matrix()
+            local = Rotation.from_rotvec(_local_rotvecs(self.take, self.p, frames, self.hand_mean).reshape(-1, 3)).as_matrix()
             local = local.reshape(n, NUM_JOINTS, 3, 3)
             rotations = A @ local @ A.T
             rotations[:, 0] = W @ local[:, 0] @ A.T

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import MepoError
 from ..io.npz import load_take
+from ..estimate.kinematics import hand_means
 from .motion import NUM_JOINTS, TAKE_KEYS, ExportOptions, PersonMotion, check_take, person_shifts
 
 MAX_INFLUENCES = 8   # glTF JOINTS_0/1; the SMPL-X-layout models use up to 7 per vertex
@@ -59,6 +60,10 @@ def _skin_weights(lbs_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def build_people(take: dict, options: ExportOptions) -> list[Person]:
     body = _body_model(take, options)
+    hand_mean = None
+    if body is not None:
+        means = hand_means(body)
+        hand_mean = np.concatenate([means["left"], means["right"]]).reshape(30, 3)
     shifts = person_shifts(take, options)
     people = []
     scale = 100.0 if options.units == "cm" else 1.0
@@ -81,5 +86,5 @@ def build_people(take: dict, options: ExportOptions) -> list[Person]:
                 mesh = PersonMesh((scale * verts.numpy() @ A.T).astype(np.float32),
                                   body.faces.astype(np.uint32), joints, weights,
                                   (scale * expr @ A.T).astype(np.float32))
-        people.append(Person(PersonMotion(take, p, options, rest_joints, shifts[p]), mesh))
+        people.append(Person(PersonMotion(take, p, options, rest_joints, shifts[p], hand_mean), mesh))
     return people
