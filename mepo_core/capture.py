@@ -26,8 +26,7 @@ def _overlay_meshes(frame: FrameRecord, faces):
     return [MeshItem(p.vertices, faces, palette(p.track_id)) for p in frame.people if p.vertices is not None]
 
 
-def run_capture(source, pipeline, out: str | None, overlay: str | None = None, progress: bool = True,
-                min_people_warning: bool = True) -> CaptureResult:
+def run_capture(source, pipeline, out: str | None, overlay: str | None = None, progress: bool = True) -> CaptureResult:
     """Process every frame of ``source``; Ctrl-C or SIGTERM stops early and still saves every processed frame."""
     from tqdm import tqdm
     body = pipeline.body_model

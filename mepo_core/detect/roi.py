@@ -67,12 +67,6 @@ def crop_points_to_frame(points: np.ndarray, roi: np.ndarray, size: int) -> np.n
     return np.column_stack([xy, z])
 
 
-def roi_corners(roi: np.ndarray) -> np.ndarray:
-    """(4, 2) frame-pixel corners of a ROI."""
-    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
-    return crop_points_to_frame(unit, roi, 1)[:, :2]
-
-
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of (N, 4) boxes against (M, 4) boxes (x0, y0, x1, y1) -> (N, M)."""
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)

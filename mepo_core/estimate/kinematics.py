@@ -44,7 +44,6 @@ class SkeletonFK:
         self.extra_parent = torch.as_tensor(EXTRA_JOINT_PARENT)
         self.extra_offset = (extra - rest[self.extra_parent]).float()    # (21, 3) in the parent's rest frame
         self.rest_zero = rest.float()                                    # (55, 3)
-        self.rest_extra_zero = extra.float()
 
     def local_rotmats(self, params: dict) -> torch.Tensor:
         """SMPL-X parameters (B, n) tensors -> (B, 55, 3, 3) local rotations as smplx applies them (hand means
@@ -176,7 +175,3 @@ class SubsetSkinning:
         blended = (self.weights @ A).reshape(B, -1, 12)                                      # (B, n, 12)
         rot, offset = blended[..., :9].reshape(B, -1, 3, 3), blended[..., 9:]
         return (rot @ v[..., None])[..., 0] + offset
-
-
-def as_tensor(x, dtype=torch.float32) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=dtype)

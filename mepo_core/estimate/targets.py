@@ -8,9 +8,6 @@ import numpy as np
 from ..records import Landmarks
 from .joint_map import (LEFT_HAND_SMPLX, MP_BODY, NUM_OUTPUT_JOINTS, RIGHT_HAND_SMPLX, SMPLX_FROM_BODY)
 
-L_WRIST, R_WRIST = 20, 21
-MIDDLE1 = {"left": 28, "right": 43}
-
 
 @dataclass
 class FitTargets:
