@@ -14,22 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..detect.roi import box_iou
 from ..records import FrameRecord
 from .appearance import CutDetector, hist_distance, torso_histogram
 
 SHOULDERS, HIPS = (11, 12), (23, 24)
 INF = 1e6
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) boxes x0, y0, x1, y1 -> (N, M) IoU."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-6)
 
 
 def landmark_position3d(body_2d: np.ndarray, body_world: np.ndarray, camera) -> np.ndarray | None:

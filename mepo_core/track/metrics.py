@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .ids import box_iou
+from ..detect.roi import box_iou
 
 
 @dataclass
