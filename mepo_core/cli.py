@@ -25,8 +25,9 @@ def _capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hands", action="store_true", help="skip hand landmarks (faster)")
     p.add_argument("--no-face", action="store_true", help="skip face landmarks (faster)")
     p.add_argument("--refine-iters", type=int, default=2, help="refinement iterations per frame (0 = IK only)")
-    p.add_argument("--estimator", choices=("fit", "mepo"), default="fit",
-                   help="fit: IK + refinement (default); mepo: the learned MEPO networks (assets/nets)")
+    p.add_argument("--estimator", choices=("fit", "mepo", "skeleton"), default="fit",
+                   help="fit: IK + refinement (default); mepo: the learned MEPO networks (assets/nets); skeleton: "
+                        "learned 3D skeleton + twist/shape + IK (assets/refiner/skeleton.pt; --refine-iters unused)")
     p.add_argument("--refiner", choices=("off", "on"), default="off",
                    help="on: relation-aware multi-person refiner after the estimator (assets/refiner)")
     p.add_argument("--refiner-weights", help="refiner weights (default: assets/refiner/refiner.pt)")

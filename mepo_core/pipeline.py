@@ -48,6 +48,9 @@ class CapturePipeline:
             from .nets.estimator import MepoEstimator
             estimator = MepoEstimator(body, weights=weights, refine_iterations=refine_iterations,
                                       with_vertices=with_vertices)
+        elif estimator == "skeleton":        # learned 3D skeleton + twist/shape + IK (mepo_core/refine/estimator.py)
+            from .refine.estimator import SkeletonEstimator
+            estimator = SkeletonEstimator(body, weights=weights, with_vertices=with_vertices)
         else:
             estimator = SmplxEstimator(body, refine_iterations=refine_iterations, with_vertices=with_vertices)
         tracker = IdTracker(max_missing_s=max_missing_s, detect_cuts=not still_image)

@@ -16,10 +16,13 @@ torch.set_num_threads(1)
 LIMB = {16: 18, 17: 19, 18: 20, 19: 21, 1: 4, 2: 5, 4: 7, 5: 8}     # joint -> child: shoulders, elbows, hips, knees
 
 
-def ik_family_poses(B: int, seed: int, straight: bool) -> torch.Tensor:
-    """Random local rotations in the family this IK represents exactly: straight spine (the IK splits the
-    hip-to-shoulder rotation into equal spine thirds, which a bent spine does not follow), neck = head, rest
-    collars and toes; arbitrary limb rotations incl. twist, random wrists/ankles/fingers/global orientation.
+def ik_family_poses(B: int, seed: int, straight: bool, bent: torch.Tensor | None = None) -> torch.Tensor:
+    """Random local rotations incl. limb twist: arbitrary shoulders/hips, random wrists/ankles/fingers/global
+    orientation; toes, jaw and eyes at rest (no target sees them apart from their parent).
+    ``bent`` (B, 76, 3) rest joints of the shape: independent random spine1/2/3, neck and head, and collars
+    swung about their own bones (swing only: a collar's twist about its bone only moves the shoulder frame, which
+    IK cannot tell from the shoulder's twist); None: the straight spine the MediaPipe path assumes (equal thirds,
+    neck = head, rest collars).
     ``straight``: elbows/knees get a pure twist about the bone (set by the caller), the limb stays straight."""
     g = torch.Generator().manual_seed(seed)
     aa = torch.zeros(B, 55, 3)
@@ -36,7 +39,15 @@ def ik_family_poses(B: int, seed: int, straight: bool) -> torch.Tensor:
     for j in (20, 21, 7, 8):
         aa[:, j] = rnd(0.3)
     aa[:, 25:55] = torch.randn(B, 30, 3, generator=g) * 0.25
-    return axis_angle_to_matrix(aa)
+    if bent is not None:
+        for j in (3, 6, 9, 12, 15):
+            aa[:, j] = rnd(0.35)
+    R = axis_angle_to_matrix(aa)
+    if bent is not None:
+        for col, sh in ((13, 16), (14, 17)):
+            t = bent[:, sh] - bent[:, col]
+            R[:, col] = swing(t, (axis_angle_to_matrix(rnd(0.35)) @ t[..., None])[..., 0])
+    return R
 
 
 def twist_of(R: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
@@ -52,19 +63,19 @@ def twist_of(R: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize("straight", [False, True])
-def test_ik_round_trip_with_twist(open_model, straight):
+@pytest.mark.parametrize("straight,bent", [(False, False), (True, False), (False, True), (True, True)])
+def test_ik_round_trip_with_twist(open_model, straight, bent):
     fk = SkeletonFK(open_model)
     B = 16
-    R = ik_family_poses(B, 3 + straight, straight)
+    betas = torch.randn(B, 10, generator=torch.Generator().manual_seed(1)).clamp(-2, 2)
+    J = fk.rest_joints(betas)
+    R = ik_family_poses(B, 3 + straight + 2 * bent, straight, J if bent else None)
     if straight:                                       # add a pure twist about the elbow/knee bones
         J0 = fk.rest_joints(torch.zeros(B, 10))
         g = torch.Generator().manual_seed(9)
         for j, c in ((18, 20), (19, 21), (4, 7), (5, 8)):
             axis = normalize(J0[:, c] - J0[:, j])
             R[:, j] = axis_angle_to_matrix(axis * (torch.rand(B, 1, generator=g) * 2 - 1) * 1.2)
-    betas = torch.randn(B, 10, generator=torch.Generator().manual_seed(1)).clamp(-2, 2)
-    J = fk.rest_joints(betas)
     with torch.no_grad():
         joints, _ = fk.forward(R, betas)
         conf = torch.ones(B, 76)
@@ -74,7 +85,7 @@ def test_ik_round_trip_with_twist(open_model, straight):
     err = (back - back[:, :1] - (joints - joints[:, :1])).norm(dim=-1)
     assert float(err.amax()) < 1e-3, f"max joint error {1000 * float(err.amax()):.3f} mm"
     # with the twist given, the limb rotations themselves come back (twist included), straight limbs too
-    limb = list(LIMB)
+    limb = list(LIMB) + ([13, 14] if bent else [])
     rot_err = (R_ik[:, limb] - R[:, limb]).abs().amax()
     assert float(rot_err) < 1e-3
     if straight:
@@ -84,6 +95,27 @@ def test_ik_round_trip_with_twist(open_model, straight):
             back2, _ = fk.forward(R_plain, betas)
         assert float((R_plain[:, [18, 19, 4, 5]] - R[:, [18, 19, 4, 5]]).abs().amax()) > 0.1
         assert float((back2 - back2[:, :1] - (joints - joints[:, :1])).norm(dim=-1).amax()) < 1e-3
+
+
+def test_ik_bent_spine_twisted_collars_and_mediapipe_fallback(open_model):
+    """Collars with twist: the joints still come back exactly (the twist moves into the shoulders). Without spine
+    targets (MediaPipe has none: conf 0 on spine/neck/collars) the IK keeps its straight-spine model, so a bent
+    spine then costs centimetres; the fallback is what the fitting estimator and the synthetic retargeting use."""
+    fk = SkeletonFK(open_model)
+    B = 16
+    betas = torch.zeros(B, 10)
+    J = fk.rest_joints(betas)
+    R = ik_family_poses(B, 11, False, J)
+    R[:, [13, 14]] = axis_angle_to_matrix(torch.randn(B, 2, 3, generator=torch.Generator().manual_seed(2)) * 0.3)
+    with torch.no_grad():
+        joints, _ = fk.forward(R, betas)
+        conf = torch.ones(B, 76)
+        back, _ = fk.forward(solve_ik(J, joints, conf, twist=twist_of(R, J)), betas)
+        assert float((back - back[:, :1] - (joints - joints[:, :1])).norm(dim=-1).amax()) < 1e-3
+        conf[:, [3, 6, 9, 12, 13, 14]] = 0
+        back, _ = fk.forward(solve_ik(J, joints, conf), betas)
+    err = (back - back[:, :1] - (joints - joints[:, :1])).norm(dim=-1)
+    assert float(err[:, [16, 17]].amax()) > 0.01          # shoulders: the straight-spine model cannot reach them
 
 
 def _random_model(n_people=3):
@@ -235,3 +267,65 @@ def test_skeleton_twist_labels_and_tiny_training(tiny):
     skel, ts, log = S.train(t, 150, batch=32, lr=3e-3, progress=False, augment=False)
     after = loss(skel, ts)
     assert after < 0.7 * before, (before, after)
+
+
+def test_skeleton_estimator_on_frame(tiny):
+    """`--estimator skeleton`: body from the learned skeleton + IK, fingers and wrists' camera-space orientation
+    from the fit, a known per-ID shape (betas hint) used as given."""
+    from mepo_core.estimate.estimator import SmplxEstimator
+    from mepo_core.refine.data import frame_from_rows
+    from mepo_core.refine.estimator import SkeletonEstimator
+    from mepo_core.refine.skeleton import global_rotations
+    d, _, fk = tiny
+    rows = np.arange(min(4, len(d["scene"])))
+    hint = {0: np.full(10, 0.5, np.float32)}
+
+    def frame_with_ids():
+        frame = frame_from_rows(d, rows)
+        for i, p in enumerate(frame.people):
+            p.track_id = i
+        return frame
+    est = SkeletonEstimator(fk.body_model)
+    frame = est.estimate(frame_with_ids(), betas_hint=hint)
+    fit = SmplxEstimator(fk.body_model, refine_iterations=0, face_fit=False).estimate(frame_with_ids(), hint)
+    P = len(frame.people)
+    stacked = lambda f: {k: torch.as_tensor(np.stack([getattr(p.params, k) for p in f.people]))
+                         for k in f.people[0].params.KEYS}
+    a, b = stacked(frame), stacked(fit)
+    assert np.allclose(a["left_hand_pose"], b["left_hand_pose"]) and not np.allclose(a["body_pose"], b["body_pose"])
+    assert np.allclose(a["betas"][0], 0.5) and not np.allclose(a["betas"][1:], 0.5)
+    Ga, Gb = global_rotations(est._rotmats(a)), global_rotations(est._rotmats(b))
+    assert torch.allclose(Ga[20], Gb[20], atol=1e-4) and torch.allclose(Ga[21], Gb[21], atol=1e-4)
+    j = np.stack([p.joints3d for p in frame.people])
+    assert j.shape == (P, 76, 3) and np.isfinite(j).all() and (j[:, 0, 2] > 0.5).all()
+    gt = np.asarray(d["gt_joints"])[rows]
+    rel = lambda x: x[:, :22] - x[:, :1]
+    assert np.linalg.norm(rel(j) - rel(gt), axis=-1).mean() < 0.15        # untrained-on scenes, but a body
+
+
+@pytest.mark.parametrize("estimator", ["skeleton", "mepo"])
+def test_capture_with_refiner_after_learned_estimators(tmp_path, estimator):
+    """`mepo --video ... --estimator skeleton|mepo --refiner on` end to end on the real two-person clip."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from mepo_core.io.npz import load_take
+    root = Path(__file__).resolve().parents[1]
+    video = root.parent / "shared" / "data" / "video" / "multi_person_demo.mp4"
+    if not video.is_file():
+        video = root / "assets" / "demo" / "multi_person_demo.mp4"
+    T = 8
+    r = subprocess.run([sys.executable, "-m", "mepo_core.cli", "--video", str(video), "--out", str(tmp_path / "t.npz"),
+                        "--overlay", str(tmp_path / "t.mp4"), "--max-frames", str(T), "--estimator", estimator,
+                        "--refiner", "on", "--quiet"], capture_output=True, text=True, timeout=600, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    take = load_take(str(tmp_path / "t.npz"))
+    assert take["valid"].shape[0] == T and (np.sort(take["valid"].sum(0))[-2:] == T).all()
+    v = take["valid"]
+    assert np.isfinite(take["joints3d"][v]).all()
+    z = take["transl"][..., 2][v]
+    assert (z > 0.5).all() and (z < 30).all()
+    kp, lm = take["keypoints2d"][v], take["landmarks_body2d"][v]
+    err = np.linalg.norm(kp[:, [1, 2, 4, 5, 16, 17, 18, 19], :2] - lm[:, [23, 24, 25, 26, 11, 12, 13, 14], :2], axis=-1)
+    assert np.median(err) < 0.05 * take["image_size"].max()
+    assert (tmp_path / "t.mp4").stat().st_size > 10_000

@@ -96,22 +96,51 @@ def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor, twist: torch.
     trunk = mid(T, L_SHOULDER, R_SHOULDER) - mid(T, L_HIP, R_HIP)
     G0 = align_frames(J[:, L_HIP] - J[:, R_HIP], trunk_rest, T[:, L_HIP] - T[:, R_HIP], trunk)
     G_torso = align_frames(J[:, L_SHOULDER] - J[:, R_SHOULDER], trunk_rest, T[:, L_SHOULDER] - T[:, R_SHOULDER], trunk)
-    R[PELVIS] = G0
     spine_step = fraction_of_rotation(G0.transpose(-1, -2) @ G_torso, 1.0 / 3.0)
-    R[SPINE1] = R[SPINE2] = R[SPINE3] = spine_step
-    G_spine3 = G0 @ spine_step @ spine_step @ spine_step
+    # Where the spine, neck and collar joints themselves are targets (a 3D skeleton, mocap; not MediaPipe), the
+    # chain is solved exactly: pelvis from the hip line and the pelvis->spine1 bone, spine3 from its three
+    # children, spine1/2 = the equal-thirds rotation corrected by the swing onto their observed bones (so their
+    # twist stays the thirds' share), collars swing onto the shoulders. Otherwise: equal thirds, collars at rest.
+    spine_ok = (conf[:, [SPINE1, SPINE2, SPINE3, NECK, L_COLLAR, R_COLLAR]].amin(-1) > 0.3)[:, None, None]
+    G0_sp = align_frames(J[:, L_HIP] - J[:, R_HIP], J[:, SPINE1] - J[:, PELVIS],
+                         T[:, L_HIP] - T[:, R_HIP], T[:, SPINE1] - T[:, PELVIS])
+    G3_sp = align_frames(J[:, L_COLLAR] - J[:, R_COLLAR], J[:, NECK] - J[:, SPINE3],
+                         T[:, L_COLLAR] - T[:, R_COLLAR], T[:, NECK] - T[:, SPINE3])
+    Q = fraction_of_rotation(G0_sp.transpose(-1, -2) @ G3_sp, 1.0 / 3.0)
+    G, R_sp = G0_sp, []
+    for j, child in ((SPINE1, SPINE2), (SPINE2, SPINE3)):
+        v = (G.transpose(-1, -2) @ (T[:, child] - T[:, j])[..., None])[..., 0]
+        R_j = swing((Q @ (J[:, child] - J[:, j])[..., None])[..., 0], v) @ Q
+        R_sp.append(R_j)
+        G = G @ R_j
+    R_sp.append(G.transpose(-1, -2) @ G3_sp)
+    G0 = torch.where(spine_ok, G0_sp, G0)
+    R[PELVIS] = G0
+    for j, R_j in zip((SPINE1, SPINE2, SPINE3), R_sp):
+        R[j] = torch.where(spine_ok, R_j, spine_step)
+    G_spine3 = torch.where(spine_ok, G3_sp, G0 @ spine_step @ spine_step @ spine_step)
+    G_collar = {}
+    for col, sh in ((L_COLLAR, L_SHOULDER), (R_COLLAR, R_SHOULDER)):
+        v = (G_spine3.transpose(-1, -2) @ (T[:, sh] - T[:, col])[..., None])[..., 0]
+        R[col] = torch.where(spine_ok, swing(J[:, sh] - J[:, col], v), R[col])
+        G_collar[sh] = G_spine3 @ R[col]
 
-    # Head from ears and nose, split between neck and head.
+    # Head from ears and nose, split between neck and head; with the head joint a target too, the neck is the
+    # half split corrected by the swing onto the observed neck->head bone and the head takes the rest.
     face_ok = (conf[:, [NOSE, L_EAR, R_EAR]].amin(-1) > 0.3)[:, None, None]
     ear_rest, ear = mid(J, L_EAR, R_EAR), mid(T, L_EAR, R_EAR)
     G_head = align_frames(J[:, L_EAR] - J[:, R_EAR], J[:, NOSE] - ear_rest, T[:, L_EAR] - T[:, R_EAR], T[:, NOSE] - ear)
     half = fraction_of_rotation(G_spine3.transpose(-1, -2) @ G_head, 0.5)
-    R[NECK] = torch.where(face_ok, half, R[NECK])
-    R[HEAD] = torch.where(face_ok, half, R[HEAD])
+    v = (G_spine3.transpose(-1, -2) @ (T[:, HEAD] - T[:, NECK])[..., None])[..., 0]
+    neck_exact = swing((half @ (J[:, HEAD] - J[:, NECK])[..., None])[..., 0], v) @ half
+    head_ok = (conf[:, [NECK, HEAD]].amin(-1) > 0.3)[:, None, None] & face_ok
+    R[NECK] = torch.where(head_ok, neck_exact, torch.where(face_ok, half, R[NECK]))
+    R[HEAD] = torch.where(head_ok, (G_spine3 @ neck_exact).transpose(-1, -2) @ G_head,
+                          torch.where(face_ok, half, R[HEAD]))
 
-    # Arms (collars stay at rest) and legs.
+    # Arms and legs.
     for sh, el, wr in ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST)):
-        R[sh], R[el], _ = limb(G_spine3, J, T, sh, el, wr, FORWARD, twist)
+        R[sh], R[el], _ = limb(G_collar[sh], J, T, sh, el, wr, FORWARD, twist)
     G_knees = {}
     for hip, knee, ankle in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)):
         R[hip], R[knee], G_knees[knee] = limb(G0, J, T, hip, knee, ankle, -FORWARD, twist)

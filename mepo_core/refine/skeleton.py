@@ -106,7 +106,10 @@ def root_targets(root: torch.Tensor, box: torch.Tensor, cam: torch.Tensor):
     return torch.log(z * size / cam[:, 0]), (uv - c) / size[:, None]
 
 
-def _globals(R: torch.Tensor, parents) -> list[torch.Tensor]:
+def global_rotations(R: torch.Tensor, parents=None) -> list[torch.Tensor]:
+    """(B, J, 3, 3) local rotations -> per joint (B, 3, 3) global rotations (default tree: SMPL-X's 55 joints)."""
+    if parents is None:
+        from ..estimate.ik import PARENTS_55 as parents
     G = [R[:, 0]]
     for k in range(1, R.shape[1]):
         G.append(G[parents[k]] @ R[:, k])
@@ -127,13 +130,14 @@ def twist_angle(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def twist_labels(fk, gt_aa: torch.Tensor, gt_betas: torch.Tensor, gt_joints: torch.Tensor) -> torch.Tensor:
     """GT (cos, sin) twist per limb joint (B, 8, 2), as solve_ik consumes it: shoulders/hips relative to the frame
-    IK itself builds for their parent (collar at rest / pelvis from the hip line), elbows/knees relative to the GT
-    parent (IK reproduces it once the parent's twist is right)."""
+    IK itself builds for their parent (collar swung onto the shoulder / pelvis from the hip line and spine1; with
+    all joints as targets they equal GT's except for the collar's unobservable twist), elbows/knees relative to
+    the GT parent (IK reproduces it once the parent's twist is right)."""
     from ..estimate.ik import PARENTS_55 as P55
     R_gt = axis_angle_to_matrix(gt_aa)
     J = fk.rest_joints(gt_betas)
     R_ik = solve_ik(J, gt_joints, torch.ones(gt_joints.shape[:2]))
-    G_ik, G_gt = _globals(R_ik, P55), _globals(R_gt, P55)
+    G_ik, G_gt = global_rotations(R_ik), global_rotations(R_gt)
     out = []
     for k, c in zip(TWIST_JOINTS, TWIST_CHILD):
         local = G_ik[P55[k]].transpose(-1, -2) @ G_gt[k] if k in (16, 17, 1, 2) else R_gt[:, k]
@@ -150,13 +154,15 @@ def twist55(tw: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def initial_estimate(fk, skel: SkeletonNet, ts: TwistShapeNet, kp_px, world, box, cam, rest_rot=None,
-                     use_twist: bool = True):
+                     use_twist: bool = True, betas: torch.Tensor | None = None):
     """Theta_init from the learned skeleton: IK (predicted joints, predicted twist, predicted betas).
     rest_rot (P, 55, 3, 3): rotations for the joints IK has no evidence for (hands, jaw, eyes), default identity.
+    betas (P, 10): known shapes (e.g. one per track ID) to use instead of f^TS's; NaN rows are predicted.
     Returns rot (P, 55, 3, 3), betas (P, 10), transl (P, 3)."""
     x = features(kp_px, world, box, cam)
     rel, lz, off = skel(x)
-    tw, betas = ts(x)
+    tw, pred_betas = ts(x)
+    betas = pred_betas if betas is None else torch.where(torch.isnan(betas), pred_betas, betas)
     root = root_from(lz, off, box, cam)
     P = x.shape[0]
     T = torch.zeros(P, 76, 3)

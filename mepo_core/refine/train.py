@@ -28,6 +28,9 @@ VARIANTS = {            # name: (n_people, token masking, discriminators)
 }
 
 
+INIT_LABEL = {"fit": "IK + fit (initial)", "skel": "IK + skel (initial)", "mepo": "mepo nets (initial)"}
+
+
 def runs_dir() -> Path:
     return cache_dir() / "refiner" / "runs"
 
@@ -280,17 +283,20 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--run-dir", help="default: <cache>/refiner/runs/<variant>_<steps>")
     p.add_argument("--export", help="also write the final weights (fp16) to this file")
-    p.add_argument("--init", choices=["fit", "skel"], default="fit",
-                   help="initial estimate the refiner learns to correct: the fitting estimator (default) or the "
-                        "learned skeleton + IK (refine/skeleton.py, --skeleton-weights)")
+    p.add_argument("--init", choices=["fit", "skel", "mepo"], default="fit",
+                   help="initial estimate the refiner learns to correct: the fitting estimator (default), the "
+                        "learned skeleton + IK (refine/skeleton.py, --skeleton-weights) or the MEPO networks + 2 LM "
+                        "steps (--mepo-weights)")
     p.add_argument("--skeleton-weights", default="assets/refiner/skeleton.pt")
+    p.add_argument("--mepo-weights", default="assets/nets/mepo.pt")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     fk, load = _setup(a.threads, not a.quiet)
-    init = (lambda d: d) if a.init == "fit" else (lambda d: skeleton_init(d, fk, a.skeleton_weights))
+    init = {"fit": lambda d: d, "skel": lambda d: skeleton_init(d, fk, a.skeleton_weights),
+            "mepo": lambda d: mepo_init(d, fk, a.mepo_weights)}[a.init]
     t = prepare(init(load("train", not a.quiet)), fk)
     val = prepare(init(load("val", not a.quiet)), fk)
-    suffix = "" if a.init == "fit" else "_skel"
+    suffix = "" if a.init == "fit" else f"_{a.init}"
     run_dir = Path(a.run_dir) if a.run_dir else runs_dir() / f"{a.variant}_{a.steps}{suffix}"
     res = train(a.variant, a.steps, t, fk, val, a.seed, a.batch, a.lr, a.adv_weight, run_dir, a.ckpt_every,
                 progress=not a.quiet)
@@ -314,6 +320,10 @@ def eval_main(argv: list[str]) -> int:
     p.add_argument("--skeleton", nargs="?", const="assets/refiner/skeleton.pt", default=None,
                    help="also score the learned-skeleton initial estimate (f^P + f^TS + IK, refine/skeleton.py) "
                         "and every run on top of it")
+    p.add_argument("--mepo", nargs="?", const="assets/nets/mepo.pt", default=None,
+                   help="also score the MEPO networks' initial estimate (as `mepo --estimator mepo`, with "
+                        "--mepo-refine-iters LM steps) and every run on top of it")
+    p.add_argument("--mepo-refine-iters", type=int, default=2, help="LM steps after the networks (capture default 2)")
     a = p.parse_args(argv)
     fk, load = _setup(a.threads, False)
     from .core import load_refiner
@@ -322,13 +332,15 @@ def eval_main(argv: list[str]) -> int:
     inits = [("fit", t)]
     if a.skeleton:
         inits.append(("skel", prepare(skeleton_init(d, fk, a.skeleton), fk)))
+    if a.mepo:
+        inits.append(("mepo", prepare(mepo_init(d, fk, a.mepo, a.mepo_refine_iters), fk)))
     methods = []
     for iname, ti in inits:
-        methods.append((f"IK + {iname} (initial)", outputs(fk, ti)))
+        methods.append((INIT_LABEL[iname], outputs(fk, ti)))
         for spec in a.runs:
             name, path = spec.rsplit("=", 1)
             model = load_refiner(path)
-            methods.append((f"{iname} + {name}" if a.skeleton else name, outputs(fk, ti, *refine_rows(model, ti))))
+            methods.append((f"{iname} + {name}" if len(inits) > 1 else name, outputs(fk, ti, *refine_rows(model, ti))))
     npeople = t["npeople"].numpy()
     rows = []
     for group, sel in (("1", npeople == 1), ("3", npeople == 3), ("5", npeople == 5), ("all", npeople > 0)):
@@ -353,6 +365,31 @@ def skeleton_init(d: dict, fk, weights) -> dict:
     R, betas, transl = S.initial_estimate(fk, skel, ts, f("kp_px"), f("world"), f("box"), f("cam"), f("init_rot"))
     d = dict(d)
     d.update(init_rot=R.numpy(), init_betas=betas.numpy(), init_transl=transl.numpy())
+    return d
+
+
+def mepo_init(d: dict, fk, weights, refine_iterations: int = 2) -> dict:
+    """The val rows with the initial estimate made by the MEPO networks (``nets.estimator.MepoEstimator`` on the
+    same synthetic landmarks, no hand/face inputs) instead of the fitting estimator. People the networks skip
+    (fewer than 4 confident landmarks) keep the fit's estimate; their count is printed."""
+    from ..nets.estimator import MepoEstimator
+    from .data import frame_from_rows
+    est = MepoEstimator(fk.body_model, weights=weights, refine_iterations=refine_iterations)
+    d = dict(d)
+    R, betas, transl = d["init_rot"].copy(), d["init_betas"].copy(), d["init_transl"].copy()
+    kept = 0
+    for s in np.unique(d["scene"]):
+        rows = np.nonzero(d["scene"] == s)[0]
+        frame = est.estimate(frame_from_rows(d, rows))
+        for r, p in zip(rows, frame.people):
+            if p.params is None:
+                kept += 1
+                continue
+            st = {k: torch.as_tensor(getattr(p.params, k))[None] for k in p.params.KEYS}
+            R[r] = est._rotmats(st)[0].numpy()
+            betas[r], transl[r] = p.params.betas, p.params.transl
+    print(f"[mepo init: {len(d['scene']) - kept} people from the networks, {kept} kept the fit's estimate]")
+    d.update(init_rot=R, init_betas=betas, init_transl=transl)
     return d
 
 
