@@ -30,8 +30,13 @@ def _capture_parser() -> argparse.ArgumentParser:
                         "learned 3D skeleton + twist/shape + IK (assets/refiner/skeleton.pt; --refine-iters unused)")
     p.add_argument("--refiner", choices=("off", "on"), default="off",
                    help="on: relation-aware multi-person refiner after the estimator (assets/refiner)")
-    p.add_argument("--refiner-weights", help="refiner weights (default: assets/refiner/refiner.pt)")
+    p.add_argument("--refiner-weights", help="refiner weights (default: assets/refiner/refiner.pt, refiner_mepo.pt or "
+                                             "refiner_skeleton.pt, the ones trained for the --estimator)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the landmark models")
+    p.add_argument("--backend", choices=("auto", "litert", "torch", "compile", "onnx", "tensorrt"), default="litert",
+                   help="inference engine for the detector/landmark models (mepo_core/engine): litert = LiteRT "
+                        "XNNPACK (default); torch/compile/onnx/tensorrt = the torch ports; auto = TensorRT on an "
+                        "NVIDIA GPU, else the fastest CPU backend measured on this machine")
     p.add_argument("--smooth", choices=("off", "live", "light", "medium", "strong"),
                    help="temporal smoothing: live = causal One-Euro (no look-ahead); light/medium/strong = offline "
                         "window both ways (default: medium for --video, live for --camera, off for --image)")
@@ -90,7 +95,7 @@ def _run_capture(args) -> int:
                                       face=not args.no_face, refine_iterations=args.refine_iters,
                                       with_vertices=bool(args.overlay), num_threads=args.threads,
                                       estimator=args.estimator, refiner=args.refiner == "on",
-                                      refiner_weights=args.refiner_weights,
+                                      refiner_weights=args.refiner_weights, backend=args.backend,
                                       smooth=args.smooth or ("medium" if args.video else "live" if args.camera is not None
                                                              else "off"))
     result = run_capture(source, pipeline, args.out, args.overlay, progress=not args.quiet)

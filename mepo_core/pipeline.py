@@ -36,14 +36,15 @@ class CapturePipeline:
     def create(cls, model_dir: str | None = None, still_image: bool = False, hands: bool = True, face: bool = True,
                refine_iterations: int = 2, with_vertices: bool = False, num_threads: int = 2,
                max_missing_s: float = 2.0, smooth: str = "off", estimator: str = "fit", weights: str | None = None,
-               refiner: bool = False, refiner_weights: str | None = None):
+               refiner: bool = False, refiner_weights: str | None = None, backend: str = "litert"):
         from .body.model import load_body_model
         from .detect.landmarker import WholeBodyLandmarker
         from .estimate.estimator import SmplxEstimator
         from .track.ids import IdTracker
         from .track.motion import MotionStage
         body = load_body_model(model_dir)
-        landmarker = WholeBodyLandmarker(hands=hands, face=face, num_threads=num_threads, still_image=still_image)
+        landmarker = WholeBodyLandmarker(hands=hands, face=face, num_threads=num_threads, still_image=still_image,
+                                         backend=backend)
         if estimator == "mepo":              # learned MEPO networks (mepo_core/nets); refine_iterations=0: pure network
             from .nets.estimator import MepoEstimator
             estimator = MepoEstimator(body, weights=weights, refine_iterations=refine_iterations,

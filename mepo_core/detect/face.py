@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .roi import crop_points_to_frame, crop_roi, crop_to_frame_matrix, roi_from_alignment_points, sigmoid, transform_roi
-from .tflite import TfliteModel
+from mepo_core.engine.backends import load_model
 
 # BlazePose face indices.
 NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR, MOUTH_LEFT, MOUTH_RIGHT = 0, 2, 5, 7, 8, 9, 10
@@ -63,8 +63,8 @@ class FaceDetector:
     """face_detection_short_range.tflite on a crop (input in [-1, 1]) -> best face: (4,) box x0, y0, x1, y1 and
     (6, 2) keypoints (person's right eye, left eye, nose, mouth, right ear, left ear) in crop pixels, score."""
 
-    def __init__(self, num_threads: int = 2):
-        self.model = TfliteModel("face_detection/face_detection_short_range.tflite", num_threads)
+    def __init__(self, num_threads: int = 2, backend: str = "litert"):
+        self.model = load_model("face_detection/face_detection_short_range.tflite", backend, num_threads)
         self.size = self.model.input_size
         self.anchors = short_range_anchors(self.size)
 
@@ -129,10 +129,10 @@ class FaceLandmarker:
 
     def __init__(self, num_threads: int = 2, iris: bool = True, min_presence: float = 0.5,
                  detector: bool = True, low_presence: float = 0.02, min_detection: float = 0.6,
-                 max_disagreement: float = 0.15):
-        self.model = TfliteModel("face_landmark/face_landmark.tflite", num_threads)
-        self.iris = TfliteModel("iris_landmark/iris_landmark.tflite", num_threads) if iris else None
-        self.detector = FaceDetector(num_threads) if detector else None
+                 max_disagreement: float = 0.15, backend: str = "litert"):
+        self.model = load_model("face_landmark/face_landmark.tflite", backend, num_threads)
+        self.iris = load_model("iris_landmark/iris_landmark.tflite", backend, num_threads) if iris else None
+        self.detector = FaceDetector(num_threads, backend) if detector else None
         self.min_presence, self.low_presence = min_presence, low_presence
         self.min_detection, self.max_disagreement = min_detection, max_disagreement
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .roi import crop_points_to_frame, crop_roi, roi_from_alignment_points, transform_roi
-from .tflite import TfliteModel
+from mepo_core.engine.backends import load_model
 
 # BlazePose indices of (wrist, pinky, index) per side of the person.
 BODY_HAND_POINTS = {"left": (15, 17, 19), "right": (16, 18, 20)}
@@ -55,11 +55,12 @@ class HandLandmarker:
     """``estimate(image, body_2d, side) -> HandResult | None`` for side in {"left", "right"} (the person's)."""
 
     def __init__(self, num_threads: int = 2, recrop: bool = True, min_presence: float = 0.5,
-                 min_wrist_visibility: float = 0.1, model: str = "full", min_search_px: float = 40.0):
+                 min_wrist_visibility: float = 0.1, model: str = "full", min_search_px: float = 40.0,
+                 backend: str = "litert"):
         """``model``: "full" or "lite" (hand_landmark_lite.tflite: ~4 vs ~7.5 ms, but on 32 real hands its
         presence agreed with full in only 62% and its points moved by 4.6% (median) of the hand size)."""
-        self.model = TfliteModel(f"hand_landmark/hand_landmark_{model}.tflite", num_threads)
-        self.recrop = TfliteModel("holistic_landmark/hand_recrop.tflite", num_threads) if recrop else None
+        self.model = load_model(f"hand_landmark/hand_landmark_{model}.tflite", backend, num_threads)
+        self.recrop = load_model("holistic_landmark/hand_recrop.tflite", backend, num_threads) if recrop else None
         self.min_presence, self.min_wrist_visibility = min_presence, min_wrist_visibility
         # A search ROI under ~40 px holds a hand ~15 px across: measured on the shared clips at 640x480 the model
         # found 4 hands in 131 such attempts, so they are skipped (about half of all hand runs there).

@@ -58,11 +58,12 @@ class WholeBodyLandmarker:
     def __init__(self, hands: bool = True, face: bool = True, num_threads: int = 2, max_people: int = 30,
                  detect_every: int = 10, still_image: bool = False, zooms=(1, 2, 3), min_presence: float = 0.5,
                  dedupe_iou: float = 0.4, with_mask: bool = False, max_detection_tilt_deg: float = 100.0,
-                 tiles_per_frame: int = 1, tile_every: int = 2, hand_model: str = "full", min_extent: float = 1 / 14):
-        self.detector = PoseDetector(num_threads, zooms=zooms)
-        self.body = PoseLandmarkModel(num_threads, with_mask=with_mask)
-        self.hands = HandLandmarker(num_threads, model=hand_model) if hands else None
-        self.face = FaceLandmarker(num_threads) if face else None
+                 tiles_per_frame: int = 1, tile_every: int = 2, hand_model: str = "full", min_extent: float = 1 / 14,
+                 backend: str = "litert"):
+        self.detector = PoseDetector(num_threads, zooms=zooms, backend=backend)
+        self.body = PoseLandmarkModel(num_threads, with_mask=with_mask, backend=backend)
+        self.hands = HandLandmarker(num_threads, model=hand_model, backend=backend) if hands else None
+        self.face = FaceLandmarker(num_threads, backend=backend) if face else None
         self.max_people, self.detect_every, self.still_image = max_people, detect_every, still_image
         self.tiles_per_frame = tiles_per_frame
         self.tile_every = max(1, tile_every)   # a tile pass every N frames: small newcomers are found within
@@ -128,7 +129,7 @@ class WholeBodyLandmarker:
             timings["detect_regions"] = len(regions)
 
         start = time.perf_counter()
-        results = [r for r in (self.body.estimate(image, roi) for roi in rois)
+        results = [r for r in self.body.estimate_many(image, rois)      # all people's crops in one batch
                    if r.presence >= self.min_presence and _mostly_in_frame(r.landmarks.body_2d, image.shape)
                    and _plausible(r)]
         timings["pose"] += _ms(start)

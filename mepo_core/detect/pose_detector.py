@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .roi import box_iou, roi_from_alignment_points, sigmoid, transform_roi
-from .tflite import TfliteModel
+from mepo_core.engine.backends import load_model
 
 INPUT_SIZE = 224
 
@@ -129,18 +129,24 @@ class PoseDetector:
     ``detect(image)`` with image (H, W, 3) uint8 RGB -> ``PoseDetections`` in frame pixels."""
 
     def __init__(self, num_threads: int = 2, zooms=(1, 2, 3), min_score: float = 0.5, iou_threshold: float = 0.3,
-                 overlap: float = 0.3):
-        self.model = TfliteModel("pose_detection/pose_detection.tflite", num_threads)
+                 overlap: float = 0.3, backend: str = "litert"):
+        self.model = load_model("pose_detection/pose_detection.tflite", backend, num_threads)
         self.anchors = ssd_anchor_centres()
         self.zooms, self.min_score, self.iou_threshold, self.overlap = zooms, min_score, iou_threshold, overlap
 
     def detect_region(self, image: np.ndarray, x0: int, y0: int, side: int) -> PoseDetections:
         """Detect in the square (x0, y0, side) of the frame; parts outside the frame are black (letterbox)."""
+        return self._decode(*self.model.run(self._region_input(image, side, x0, y0)), x0, y0, side)
+
+    def _region_input(self, image: np.ndarray, side: int, x0: int, y0: int) -> np.ndarray:
         scale = INPUT_SIZE / side
         to_input = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
         crop = cv2.warpAffine(image, to_input, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_AREA if scale < 1
                               else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        raw_boxes, raw_scores = self.model.run(crop.astype(np.float32) * (1 / 127.5) - 1.0)
+        return crop.astype(np.float32) * (1 / 127.5) - 1.0
+
+    def _decode(self, raw_boxes, raw_scores, x0: int, y0: int, side: int) -> PoseDetections:
+        scale = INPUT_SIZE / side
         dets = decode(raw_boxes, raw_scores, self.anchors, self.min_score)
         dets.boxes = dets.boxes / scale + np.array([x0, y0, x0, y0])
         dets.keypoints = dets.keypoints / scale + np.array([x0, y0])
@@ -154,5 +160,9 @@ class PoseDetector:
         detections of all regions are merged by weighted NMS."""
         if regions is None:
             regions = self.regions(*image.shape[:2], zooms)
-        found = [self.detect_region(image, x, y, s) for x, y, s in regions]
+        if not regions:
+            return PoseDetections.concatenate([])
+        raw_boxes, raw_scores = self.model.run_batch(np.stack([self._region_input(image, s, x, y)
+                                                               for x, y, s in regions]))   # all tiles, one batch
+        found = [self._decode(raw_boxes[i], raw_scores[i], x, y, s) for i, (x, y, s) in enumerate(regions)]
         return weighted_nms(PoseDetections.concatenate(found), self.iou_threshold)

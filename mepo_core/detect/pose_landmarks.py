@@ -15,7 +15,7 @@ import numpy as np
 from mepo_core.records import Landmarks
 
 from .roi import crop_points_to_frame, crop_roi, crop_to_frame_matrix, roi_from_alignment_points, sigmoid, transform_roi
-from .tflite import TfliteModel
+from mepo_core.engine.backends import load_model
 
 NUM_BODY = 33
 
@@ -61,14 +61,23 @@ class BodyResult:
 class PoseLandmarkModel:
     """``estimate(image (H, W, 3) uint8 RGB, roi (5,)) -> BodyResult``."""
 
-    def __init__(self, num_threads: int = 2, with_mask: bool = False, refine: bool = True):
-        self.model = TfliteModel("pose_landmark/pose_landmark_full.tflite", num_threads)
+    def __init__(self, num_threads: int = 2, with_mask: bool = False, refine: bool = True, backend: str = "litert"):
+        self.model = load_model("pose_landmark/pose_landmark_full.tflite", backend, num_threads)
         self.size = self.model.input_size
         self.with_mask, self.refine = with_mask, refine
 
     def estimate(self, image: np.ndarray, roi: np.ndarray) -> BodyResult:
-        raw, presence, segmentation, heatmap, world = self.model.run(crop_roi(image, roi, self.size))
-        raw = raw.reshape(39, 5)
+        return self._result(image, roi, *self.model.run(crop_roi(image, roi, self.size)))
+
+    def estimate_many(self, image: np.ndarray, rois: list[np.ndarray]) -> list[BodyResult]:
+        """Every ROI's crop of the frame in one batched model run."""
+        if not rois:
+            return []
+        outputs = self.model.run_batch(np.stack([crop_roi(image, roi, self.size) for roi in rois]))
+        return [self._result(image, roi, *(o[i] for o in outputs)) for i, roi in enumerate(rois)]
+
+    def _result(self, image, roi, raw, presence, segmentation, heatmap, world) -> BodyResult:
+        raw = raw.reshape(39, 5).copy()
         if self.refine:
             raw[:NUM_BODY, :2] = refine_from_heatmap(raw[:NUM_BODY, :2] / self.size, heatmap) * self.size
         points = crop_points_to_frame(raw[:, :3], roi, self.size)
