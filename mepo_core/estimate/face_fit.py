@@ -154,8 +154,8 @@ def _rasterise(xy: np.ndarray, depth: np.ndarray, faces: np.ndarray, colors: np.
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), fid
 
 
-def render_head(body_model, jaw: float = RENDER_JAW, size: int = RENDER_SIZE):
-    """Frontal render of the model's head (zero shape, given jaw pitch).
+def render_head(body_model, jaw: float = RENDER_JAW, size: int = RENDER_SIZE, expression: np.ndarray | None = None):
+    """Frontal render of the model's head (zero shape, given jaw pitch and optional expression (E,)).
 
     Returns (image, face_id_buffer, head_faces (F, 3), pixel xy of all vertices (V, 2)).
     """
@@ -163,7 +163,10 @@ def render_head(body_model, jaw: float = RENDER_JAW, size: int = RENDER_SIZE):
     sm = body_model.smplx
     weights = sm.lbs_weights.detach().cpu().numpy()
     with torch.no_grad():
-        verts, _ = body_model.forward({"jaw_pose": np.array([[jaw, 0, 0]], np.float32)})
+        params = {"jaw_pose": np.array([[jaw, 0, 0]], np.float32)}
+        if expression is not None:
+            params["expression"] = np.asarray(expression, np.float32)[None]
+        verts, _ = body_model.forward(params)
     v = verts[0].cpu().numpy().astype(np.float64)
     head = _head_vertices(weights)
     faces = body_model.faces
@@ -366,6 +369,23 @@ class FaceFitter:
         J = self.body_model.rest_joints(torch.as_tensor(betas, dtype=torch.float32)).numpy().astype(np.float64)
         return x, J[:, JAW], J[:, LEYE], J[:, REYE]
 
+    def head_frame(self, face_3d: np.ndarray, rest: np.ndarray, camera=None):
+        """Face-mesh landmarks -> the fit subset in the model's head frame (similarity-aligned on the rigid points
+        to ``rest`` (B, L, 3), so head pose and distance drop out). Shared by the fit and the learned face branch
+        (``nets/face.py``). face_3d (B, 478, 3) px (x, y, relative z). Returns Y (B, L, 3) metres, the
+        (back-projected when a camera is given) face_3d, and the similarity (s, R, t) that maps it to the head frame."""
+        face_3d = np.asarray(face_3d, np.float64)
+        B, L = face_3d.shape[0], len(self.corr.landmarks)
+        w_rigid = np.broadcast_to(self.rigid.astype(np.float64), (B, L))
+        s, R, t = similarity_procrustes(face_3d[:, self.corr.landmarks], rest, w_rigid)
+        if camera is not None:
+            face_3d = backproject(face_3d, s, camera)
+        obs = face_3d[:, self.corr.landmarks]                                      # (B, L, 3)
+        if camera is not None:
+            s, R, t = similarity_procrustes(obs, rest, w_rigid)
+        Y = s[:, None, None] * (obs @ R.transpose(0, 2, 1)) + t[:, None]
+        return Y, face_3d, (s, R, t)
+
     def fit(self, face_3d: np.ndarray, conf: np.ndarray | None = None, betas: np.ndarray | None = None,
             camera=None) -> FaceFit:
         """face_3d (B, 478, 3) px (x, y, relative z); conf (B,) or (B, 478) face confidence; betas (B, nb).
@@ -373,19 +393,11 @@ class FaceFitter:
         camera: a ``records.Camera`` (or anything with fx, fy, cx, cy); with it the landmarks are back-projected
         to undo perspective (a face 0.1 m deep at 2 m is otherwise distorted by ~5%); without it, weak perspective.
         """
-        face_3d = np.asarray(face_3d, np.float64)
-        B = face_3d.shape[0]
+        B = np.asarray(face_3d).shape[0]
         L = len(self.corr.landmarks)
         G = len(JAW_GRID)
         x, j_jaw, j_leye, j_reye = self.rest_points(betas, B)
-        w_rigid = np.broadcast_to(self.rigid.astype(np.float64), (B, L))
-        s, R, t = similarity_procrustes(face_3d[:, self.corr.landmarks], x, w_rigid)
-        if camera is not None:
-            face_3d = backproject(face_3d, s, camera)
-        obs = face_3d[:, self.corr.landmarks]                                      # (B, L, 3)
-        if camera is not None:
-            s, R, t = similarity_procrustes(obs, x, w_rigid)
-        Y = s[:, None, None] * (obs @ R.transpose(0, 2, 1)) + t[:, None]           # observations in head frame
+        Y, face_3d, (s, R, t) = self.head_frame(face_3d, x, camera)
         # jaw motion of the neutral points for every grid angle (exact LBS): w (R_g - I) (x - J)
         rel = x - j_jaw[:, None]                                                    # (B, L, 3)
         moved = self.w_jaw[:, None] * (rel[:, None] @ self._grid_dR.transpose(0, 2, 1)[None])  # (B, G, L, 3)

@@ -5,8 +5,11 @@ from posed bodies: the 21 SMPL-X-mapped body landmarks (2D + confidence) in a sq
 people's landmarks inside that ROI, a people silhouette, the hip-centred metric world landmarks and the
 wrist-relative 3D hand landmarks. The silhouette is drawn as capsules around every person's 2D landmarks (the
 landmark model's segmentation is off by default), which only approximates the z-buffer silhouettes of training.
-The face branch needs face-mesh vertices that MediaPipe's 478-point mesh does not provide, so on real footage
-jaw/eyes come from the same landmark cues as the fitting estimator and expression stays 0.
+Face: ``MepoNet``'s own face branch reads model vertices that exist only in synthetic scenes; on real footage the
+face branch of ``nets/face.py`` (``assets/nets/mepo_face.pt``) maps the face mesh (``face_3d``) to expression and
+jaw, through the same normalisation as its synthetic training. Expression is taken relative to the person's own
+neutral as in the fitting estimator (``NeutralExpression``); eyes come from the iris cue. Without those weights
+(or a model without a face correspondence) jaw comes from the lip-gap cue and expression stays 0.
 Translation: closed-form least squares of the predicted joints on the 2D landmarks (as the fitter does).
 """
 from __future__ import annotations
@@ -111,6 +114,23 @@ class MepoEstimator(SmplxEstimator):
             raise MepoError(f"MEPO network weights not found: {path}")
         self.net = load_net(path)
         self.refine_iterations = refine_iterations
+        self.face_net = self.face_inputs = None
+        from .face import FaceInputs, face_weights, load_face
+        if self.face_fitter is not None and face_weights().is_file():
+            self.face_inputs = FaceInputs(body_model, self.face_fitter)
+            self.face_net = load_face(face_weights())
+
+    @torch.no_grad()
+    def _faces(self, people, cam) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """person index -> (raw expression (10,), jaw axis-angle (3,)) from the face branch, for people with a face mesh."""
+        if self.face_net is None:
+            return {}
+        rows = [i for i, p in enumerate(people) if p.landmarks.face_3d is not None]
+        if not rows:
+            return {}
+        x = self.face_inputs.face_input(np.stack([people[i].landmarks.face_3d for i in rows]), cam)
+        expr, jaw = self.face_net(x)
+        return {i: (expr[r].numpy(), jaw[r].numpy()) for r, i in enumerate(rows)}
 
     @torch.no_grad()
     def _net_inputs(self, people):
@@ -167,6 +187,7 @@ class MepoEstimator(SmplxEstimator):
         else:
             rotvec = matrix_to_axis_angle(R)
         levels = out["level"].numpy()
+        faces = self._faces(people, cam)
         params = []
         for i, p in enumerate(people):
             sp = SmplxParams.zeros()
@@ -179,6 +200,10 @@ class MepoEstimator(SmplxEstimator):
             if p.landmarks.face_2d is not None:
                 jaw_open, gaze = face_cues(p.landmarks.face_2d)
                 sp.jaw_pose = np.array([min(max(jaw_open - 0.02, 0.0) * JAW_OPEN_GAIN, JAW_MAX), 0, 0], np.float32)
+                if i in faces:
+                    expr, jaw = faces[i]
+                    sp.expression = self.expression_neutral.relative(p.track_id, expr)
+                    sp.jaw_pose = np.array([np.clip(jaw[0], 0.0, JAW_MAX), 0, 0], np.float32)
                 sp.leye_pose = np.array([gaze[0, 1], gaze[0, 0], 0], np.float32)
                 sp.reye_pose = np.array([gaze[1, 1], gaze[1, 0], 0], np.float32)
             params.append(sp)
