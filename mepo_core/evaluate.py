@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--estimator", choices=("fit", "mepo", "skeleton"), default="fit")
     p.add_argument("--weights", help="weights of --estimator mepo|skeleton (default: assets/nets, assets/refiner)")
     p.add_argument("--refiner", choices=("off", "on"), default="off", help="relation-aware refiner after the estimator")
-    p.add_argument("--refiner-weights", help="default: assets/refiner/refiner.pt")
+    p.add_argument("--refiner-weights", help="default: the ones trained for the --estimator (assets/refiner)")
     args = p.parse_args(argv)
     from .errors import MepoError
     from .pipeline import CapturePipeline

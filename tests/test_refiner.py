@@ -329,3 +329,12 @@ def test_capture_with_refiner_after_learned_estimators(tmp_path, estimator):
     err = np.linalg.norm(kp[:, [1, 2, 4, 5, 16, 17, 18, 19], :2] - lm[:, [23, 24, 25, 26, 11, 12, 13, 14], :2], axis=-1)
     assert np.median(err) < 0.05 * take["image_size"].max()
     assert (tmp_path / "t.mp4").stat().st_size > 10_000
+
+
+def test_refiner_weights_per_estimator():
+    """Each estimator gets the refiner trained on its own initial estimates; all shipped weights load."""
+    from mepo_core.refine.core import WEIGHTS_FOR, load_refiner, shipped_weights
+    assert shipped_weights("MepoEstimator").name == "refiner_mepo.pt"
+    assert shipped_weights("SomethingElse").name == "refiner.pt"
+    for cls in WEIGHTS_FOR:
+        assert load_refiner(shipped_weights(cls)).n_people == 3

@@ -17,8 +17,15 @@ BODY_OBS_JOINT = SMPLX_FROM_BODY[BODY_OBS]
 L_HIP, R_HIP = 1, 2
 
 
-def shipped_weights() -> Path:
-    return ASSETS_DIR / "refiner" / "refiner.pt"
+# The refiner learns the error pattern of the initial estimate it was trained on (one trained on the fit's estimates
+# makes the MEPO networks' and the learned skeleton's worse): one set of weights per estimator, by estimator class.
+WEIGHTS_FOR = {"SmplxEstimator": "refiner.pt", "MepoEstimator": "refiner_mepo.pt",
+               "SkeletonEstimator": "refiner_skeleton.pt"}
+
+
+def shipped_weights(estimator: str = "SmplxEstimator") -> Path:
+    """Default weights for the refiner after the estimator of that class name (fit: ``refiner.pt``)."""
+    return ASSETS_DIR / "refiner" / WEIGHTS_FOR.get(estimator, "refiner.pt")
 
 
 def observations(kp21: torch.Tensor, world21: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +121,7 @@ class Refiner:
     def __init__(self, estimator, weights: str | Path | None = None):
         self.estimator = estimator
         self.fk = estimator.fk
-        self.model = load_refiner(weights)
+        self.model = load_refiner(weights or shipped_weights(type(estimator).__name__))
         self.n_people = self.model.n_people
 
     @torch.no_grad()
