@@ -25,8 +25,9 @@ from . import skeleton as S
 class SkeletonEstimator(SmplxEstimator):
     """Learned skeleton + IK for the body, the fitting estimator's IK for hands and face."""
 
-    def __init__(self, body_model, weights: str | Path | None = None, with_vertices: bool = False):
-        super().__init__(body_model, refine_iterations=0, with_vertices=with_vertices)
+    def __init__(self, body_model, weights: str | Path | None = None, with_vertices: bool = False,
+                 face_fit: bool = True):
+        super().__init__(body_model, refine_iterations=0, with_vertices=with_vertices, face_fit=face_fit)
         path = Path(weights or S.shipped_weights())
         if not path.is_file():
             from ..errors import MepoError

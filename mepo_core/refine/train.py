@@ -396,19 +396,30 @@ def mepo_init(d: dict, fk, weights, refine_iterations: int = 2) -> dict:
 def bench_main(argv: list[str]) -> int:
     """`mepo bench refiner`: per-frame cost of the refiner (features + Transformer + joints) for 1, 3, 6 people."""
     p = argparse.ArgumentParser(prog="mepo bench refiner")
-    p.add_argument("--weights")
+    p.add_argument("--weights", help="default: the refiner trained for the --estimator")
+    p.add_argument("--estimator", choices=("fit", "skeleton", "mepo"), default="fit",
+                   help="initial estimator timed before the refiner (fit: IK + 2 LM steps)")
     p.add_argument("--repeats", type=int, default=30)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     from ..body.model import load_body_model
-    from ..estimate.estimator import SmplxEstimator
     from .core import Refiner
     from .data import frame_from_rows, load
     d = load("val", False)
-    est = SmplxEstimator(load_body_model(), refine_iterations=2, face_fit=False)
+    body = load_body_model()
+    if a.estimator == "skeleton":
+        from .estimator import SkeletonEstimator
+        est = SkeletonEstimator(body, face_fit=False)
+    elif a.estimator == "mepo":
+        from ..nets.estimator import MepoEstimator
+        est = MepoEstimator(body, refine_iterations=2)
+    else:
+        from ..estimate.estimator import SmplxEstimator
+        est = SmplxEstimator(body, refine_iterations=2, face_fit=False)
+    torch.set_num_threads(1)
     ref = Refiner(est, a.weights)
     five = [s for s in np.unique(d["scene"]) if (d["scene"] == s).sum() == 5]
-    print(f"{'people':>6s} {'estimator (IK+2LM)':>19s} {'refiner':>9s}   (ms per frame, 1 thread, median)")
+    print(f"{'people':>6s} {'estimator (' + a.estimator + ')':>19s} {'refiner':>9s}   (ms per frame, 1 thread, median)")
     for P in (1, 3, 6):
         te, tr = [], []
         for n in range(a.repeats):
