@@ -1,7 +1,5 @@
 """Issue 8: twist-swing IK round trip (twist included), the relation-aware refiner's permutation and masking
 behaviour, a tiny training run that lowers the loss, and the frame-level integration."""
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -212,7 +210,7 @@ def test_refiner_on_frame(tiny, tmp_path):
     from mepo_core.refine.data import frame_from_rows
     from mepo_core.refine.train import train, export
     d, t, fk = tiny
-    res = train("full", 5, t, fk, batch=8, progress=False, run_dir=tmp_path / "run")
+    train("full", 5, t, fk, batch=8, progress=False, run_dir=tmp_path / "run")
     export(tmp_path / "run" / "checkpoint.pt", tmp_path / "w.pt")
     est = SmplxEstimator(fk.body_model, refine_iterations=1, face_fit=False)
     rows = np.arange(min(6, len(d["scene"])))
@@ -259,7 +257,6 @@ def test_skeleton_twist_labels_and_tiny_training(tiny):
     back, _ = fk.forward(R_ik, t["gt_betas"])
     assert float(((back - back[:, :1]) - (gj - gj[:, :1]))[:, :22].norm(dim=-1).mean()) < 0.015
     assert torch.allclose(t["twist"].norm(dim=-1), torch.ones(1), atol=1e-4)
-    skel0, ts0 = S.SkeletonNet(), S.TwistShapeNet()
     torch.manual_seed(0)
     loss = lambda sk, ts: float(sum(S.skel_loss(sk.eval(), t).values()) + sum(S.ts_loss(ts.eval(), t).values()))
     torch.manual_seed(0)

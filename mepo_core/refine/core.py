@@ -115,6 +115,21 @@ def load_refiner(path: str | Path | None = None) -> RelationRefiner:
     return model.eval()
 
 
+def frame_inputs(people, camera) -> dict:
+    """What the refiner and the learned skeleton read from a frame's estimated people, as tensors: params (dict of
+    stacked SMPL-X parameters), cam (P, 6) fx fy cx cy W H, kp21 (P, 21, 3) px + conf and world21 (P, 21, 3) in
+    MP_BODY order, box (P, 4) px."""
+    stack = lambda rows: torch.as_tensor(np.stack(rows), dtype=torch.float32)
+    c = camera
+    return dict(params={k: torch.as_tensor(np.stack([getattr(p.params, k) for p in people]))
+                        for k in people[0].params.KEYS},
+                cam=torch.tensor([[c.fx, c.fy, c.cx, c.cy, c.width, c.height]], dtype=torch.float32)
+                .expand(len(people), 6),
+                kp21=stack([p.landmarks.body_2d[MP_BODY] for p in people]),
+                world21=stack([p.landmarks.body_world[MP_BODY] for p in people]),
+                box=stack([p.box[:4] for p in people]))
+
+
 class Refiner:
     """Runs after an estimator: ``refine(frame)`` updates every person's body pose, betas, translation, joints."""
 
@@ -130,14 +145,11 @@ class Refiner:
         if not people:
             return
         est = self.estimator
-        st = {k: torch.as_tensor(np.stack([getattr(p.params, k) for p in people])) for k in people[0].params.KEYS}
+        x = frame_inputs(people, frame.camera)
+        st, cam, box = x["params"], x["cam"], x["box"]
         rot = est._rotmats(st)
         c = frame.camera
-        cam = torch.tensor([[c.fx, c.fy, c.cx, c.cy, c.width, c.height]], dtype=torch.float32).expand(len(people), 6)
-        kp21 = torch.as_tensor(np.stack([p.landmarks.body_2d[MP_BODY] for p in people]), dtype=torch.float32)
-        w21 = torch.as_tensor(np.stack([p.landmarks.body_world[MP_BODY] for p in people]), dtype=torch.float32)
-        kp, world = observations(kp21, w21)
-        box = torch.as_tensor(np.stack([p.box[:4] for p in people]), dtype=torch.float32)
+        kp, world = observations(x["kp21"], x["world21"])
         own, joints, root = person_features(self.fk, rot, st["betas"], st["transl"], box, kp, world, cam)
         tokens, pad = assemble(own, joints, root, nearest_context(root, self.n_people))
         d_rot, d_person = self.model(tokens, pad)

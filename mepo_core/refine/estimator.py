@@ -16,10 +16,10 @@ import torch
 
 from ..estimate.estimator import SmplxEstimator
 from ..estimate.ik import L_ELBOW, L_WRIST, R_ELBOW, R_WRIST
-from ..estimate.joint_map import MP_BODY
 from ..estimate.rotations import matrix_to_axis_angle
 from ..records import FrameRecord
 from . import skeleton as S
+from .core import frame_inputs
 
 
 class SkeletonEstimator(SmplxEstimator):
@@ -45,18 +45,14 @@ class SkeletonEstimator(SmplxEstimator):
         people = [p for p in frame.people if p.params is not None and p.landmarks is not None]
         if not people:
             return frame
-        st = {k: torch.as_tensor(np.stack([getattr(p.params, k) for p in people])) for k in people[0].params.KEYS}
-        rot_fit = self._rotmats(st)
-        c = frame.camera
-        cam = torch.tensor([[c.fx, c.fy, c.cx, c.cy, c.width, c.height]], dtype=torch.float32).expand(len(people), 6)
-        kp = torch.as_tensor(np.stack([p.landmarks.body_2d[MP_BODY] for p in people]), dtype=torch.float32)
-        world = torch.as_tensor(np.stack([p.landmarks.body_world[MP_BODY] for p in people]), dtype=torch.float32)
-        box = torch.as_tensor(np.stack([p.box[:4] for p in people]), dtype=torch.float32)
+        x = frame_inputs(people, frame.camera)
+        rot_fit = self._rotmats(x["params"])
         hint = torch.full((len(people), 10), float("nan"))            # NaN rows: f^TS predicts the shape
         for i, p in enumerate(people):
             if betas_hint and p.track_id in betas_hint:
                 hint[i] = torch.as_tensor(betas_hint[p.track_id])
-        R, betas, transl = S.initial_estimate(self.fk, self.skel, self.ts, kp, world, box, cam, rot_fit, betas=hint)
+        R, betas, transl = S.initial_estimate(self.fk, self.skel, self.ts, x["kp21"], x["world21"], x["box"], x["cam"],
+                                              rot_fit, betas=hint)
         G_fit, G_new = S.global_rotations(rot_fit), S.global_rotations(R)
         for wrist, elbow in ((L_WRIST, L_ELBOW), (R_WRIST, R_ELBOW)):
             R[:, wrist] = G_new[elbow].transpose(-1, -2) @ G_fit[wrist]
@@ -69,5 +65,5 @@ class SkeletonEstimator(SmplxEstimator):
             sp.transl = transl[i].numpy().astype(np.float32)
             params.append(sp)
         kp2d = torch.as_tensor(np.stack([p.keypoints2d for p in people]))       # only its confidence is used
-        self._finish(people, params, kp2d, c)
+        self._finish(people, params, kp2d, frame.camera)
         return frame
