@@ -26,65 +26,104 @@ def _overlay_meshes(frame: FrameRecord, faces):
     return [MeshItem(p.vertices, faces, palette(p.track_id)) for p in frame.people if p.vertices is not None]
 
 
-def run_capture(source, pipeline, out: str | None, overlay: str | None = None, progress: bool = True) -> CaptureResult:
-    """Process every frame of ``source``; Ctrl-C or SIGTERM stops early and still saves every processed frame."""
+def run_capture(source, pipeline, out: str | None, overlay: str | None = None, progress: bool = True,
+                staged: bool = True) -> CaptureResult:
+    """Process every frame of ``source``; Ctrl-C or SIGTERM stops early and still saves every processed frame, and
+    so does an error part-way (e.g. a corrupt frame), which is raised after saving. ``staged`` overlaps decoding,
+    landmarks, estimation and output in threads (``staged.run_staged``); the take is the same either way."""
     from tqdm import tqdm
+    from .staged import run_staged
     body = pipeline.body_model
     recorder = TakeRecorder(source.fps, body.name, body.joint_names[:76])
-    renderer = writer = None
-    interrupted = False
+    output = _Output(overlay, source, body.faces)
+    interrupted, failure = False, None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     bar = tqdm(total=source.num_frames or None, unit="frame", disable=not progress, dynamic_ncols=True,
                file=sys.stderr)
     ids: set[int] = set()
+
+    def emit(frame: FrameRecord) -> None:
+        recorder.add(frame)
+        ids.update(p.track_id for p in frame.people if p.params is not None)
+        output.write(frame)
+
+    def on_frame(frame: FrameRecord) -> None:
+        bar.update(1)
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(fps=f"{bar.n / max(elapsed, 1e-6):.1f}", people=len(frame.people), ids=len(ids))
+
     try:
-        if overlay:
-            from .render.overlay import OverlayRenderer
-            from .render.video_writer import VideoWriter
-            renderer = OverlayRenderer(source.camera)
-            if not _is_image_path(overlay):
-                writer = VideoWriter(overlay, source.fps, (source.width, source.height))
-
-        def emit(frame: FrameRecord) -> None:
-            recorder.add(frame)
-            ids.update(p.track_id for p in frame.people if p.params is not None)
-            if renderer is not None:
-                image = renderer.render(frame.image, _overlay_meshes(frame, body.faces))
-                if writer is not None:
-                    writer.write(image)
-                else:
-                    from .render.video_writer import write_image
-                    write_image(overlay, image)
-
-        try:
-            for frame in source:
-                for done in pipeline.feed(frame):    # offline smoothing holds a few frames back
-                    emit(done)
-                bar.update(1)
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(fps=f"{len(recorder) / max(elapsed, 1e-6):.1f}", people=len(frame.people),
-                                ids=len(ids))
-        except KeyboardInterrupt:
-            interrupted = True
-        for done in pipeline.flush():                # frames still held back are part of the take too
-            emit(done)
+        if staged:
+            interrupted = run_staged(source, pipeline, emit, on_frame, close=output.close)
+        else:
+            interrupted = _run_sequential(source, pipeline, emit, on_frame)
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as error:                   # noqa: BLE001 - saved below, then raised
+        failure = error
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous)
-        if writer is not None:
-            writer.close()
-        if renderer is not None:
-            renderer.close()
+        output.close()
         source.close()
     seconds = time.perf_counter() - start
+    if len(recorder) and out:
+        recorder.save(out)
+    if failure is not None:
+        raise failure
     if len(recorder) == 0:
         raise SourceError("no frames were processed")
-    if out:
-        recorder.save(out)
     return CaptureResult(len(recorder), len(ids), seconds, interrupted, out, overlay)
+
+
+def _run_sequential(source, pipeline, emit, on_frame) -> bool:
+    interrupted, failure = False, None
+    try:
+        for frame in source:
+            for done in pipeline.feed(frame):    # offline smoothing holds a few frames back
+                emit(done)
+            on_frame(frame)
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception as error:                   # noqa: BLE001 - raised after the held-back frames are kept
+        failure = error
+    for done in pipeline.flush():                # frames still held back are part of the take too
+        emit(done)
+    if failure is not None:
+        raise failure
+    return interrupted
+
+
+class _Output:
+    """Overlay rendering and encoding; the renderer is made on first use, in the thread that draws."""
+
+    def __init__(self, overlay: str | None, source, faces):
+        self.path, self.source, self.faces = overlay, source, faces
+        self.renderer = self.writer = None
+
+    def write(self, frame: FrameRecord) -> None:
+        if not self.path:
+            return
+        if self.renderer is None:
+            from .render.overlay import OverlayRenderer
+            from .render.video_writer import VideoWriter
+            self.renderer = OverlayRenderer(self.source.camera)
+            if not _is_image_path(self.path):
+                self.writer = VideoWriter(self.path, self.source.fps, (self.source.width, self.source.height))
+        image = self.renderer.render(frame.image, _overlay_meshes(frame, self.faces))
+        if self.writer is not None:
+            self.writer.write(image)
+        else:
+            from .render.video_writer import write_image
+            write_image(self.path, image)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.renderer is not None:
+            self.renderer.close()
+        self.writer = self.renderer = None
 
 
 def _raise_interrupt(signum, frame):

@@ -78,11 +78,25 @@ class CapturePipeline:
         return frame
 
     def feed(self, frame: FrameRecord) -> list[FrameRecord]:
+        """Process one frame; returns the frames that are final now (offline smoothing holds some back)."""
+        return self.finish(frame, self.landmarks(frame))
+
+    def landmarks(self, frame: FrameRecord) -> bool:
+        """Stage 1: shot-cut test and landmarks. Depends only on earlier frames' landmarks, so it may run one frame
+        ahead of ``finish`` in another thread (``staged.run_staged``). Returns whether this frame starts a shot."""
         t0 = time.perf_counter()
-        if self.tracker.detect_cut(frame):
+        cut = self.tracker.is_cut(frame)
+        if cut:
             self.landmarker.reset()                 # ROIs from the previous shot mean nothing now
         self.landmarker.process(frame)
+        self.times.add("detect+landmarks", time.perf_counter() - t0)
+        return cut
+
+    def finish(self, frame: FrameRecord, cut: bool) -> list[FrameRecord]:
+        """Stage 2, in frame order: identities, body model estimate, refiner, smoothing."""
         t1 = time.perf_counter()
+        if cut:
+            self.tracker.close_for_cut(frame)
         self.tracker.update(frame)
         hints = self.motion.hints() if self.motion else None
         self.estimator.estimate(frame, betas_hint=hints)
@@ -95,7 +109,6 @@ class CapturePipeline:
             self.tracker.closed.clear()
             ready = self.motion.push(frame)
         t3 = time.perf_counter()
-        self.times.add("detect+landmarks", t1 - t0)
         self.times.add("track+estimate", t2 - t1)
         self.times.add("motion", t3 - t2)
         self.times.frames += 1

@@ -85,12 +85,19 @@ class IdTracker:
 
     def detect_cut(self, frame: FrameRecord) -> bool:
         """Call once per frame (before ``update``); a cut closes every open track."""
-        if self.cuts is None or not self.cuts.update(frame.image, frame.timestamp):
+        if not self.is_cut(frame):
             return False
+        self.close_for_cut(frame)
+        return True
+
+    def is_cut(self, frame: FrameRecord) -> bool:
+        """Only the shot-cut test (touches no track), so it can run a frame ahead of ``update``."""
+        return self.cuts is not None and self.cuts.update(frame.image, frame.timestamp)
+
+    def close_for_cut(self, frame: FrameRecord) -> None:
         self.cut_frames.append(frame.index)
         self.closed += [t.track_id for t in self.tracks]
         self.tracks = []
-        return True
 
     def update(self, frame: FrameRecord) -> FrameRecord:
         people, t = frame.people, frame.timestamp
