@@ -10,7 +10,7 @@ VERBS = ("inspect", "bench", "model", "eval", "export", "train")
 
 def _capture_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mepo", description="Multi-person whole-body 3D capture (SMPL-X layout).",
-                                epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking|nets|refiner] | mepo eval h36m|mepo|refiner | "
+                                epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking|nets|refiner|backends] | mepo eval h36m|mepo|refiner | "
                                        "mepo train mepo|refiner | "
                                        "mepo model build")
     src = p.add_mutually_exclusive_group()
@@ -142,6 +142,9 @@ def _run_verb(verb: str, argv: list[str]) -> int:
         if argv and argv[0] == "refiner":           # `mepo bench refiner`: per-frame cost for 1, 3, 6 people
             from .refine.train import bench_main as refiner_bench_main
             return refiner_bench_main(argv[1:])
+        if argv and argv[0] == "backends":          # `mepo bench backends`: the pipeline on each inference engine
+            from .engine.bench import main as backends_bench_main
+            return backends_bench_main(argv[1:])
         if argv and argv[0] == "nets":              # `mepo bench nets`: per-person cost of the MEPO networks
             from .train.mepo import bench_main as nets_bench_main
             return nets_bench_main(argv[1:])

@@ -199,3 +199,35 @@ def test_pipeline_on_the_onnx_backend_finds_the_same_people_as_litert(tmp_path, 
             # joint at confidence 0.5 (one joint moves ~6 px). Most people agree to 0.1 px; a broken port is off by
             # tens of pixels (tests above compare the models themselves on identical crops).
             assert np.median(diff) < 2.0 and diff.max() < 10.0, diff
+
+
+def test_backend_bench_scenes():
+    """1 and 3 people are found in every frame at 640x480; the 6-person scene is the 3-person half beside its
+    mirror image (the detector finds 3-4 of the 6 there: the bench's "found" column reports it)."""
+    from mepo_core.detect.landmarker import WholeBodyLandmarker
+    from mepo_core.engine.bench import scene_frames
+    from mepo_core.records import Camera, FrameRecord
+    found = {}
+    for people in (1, 3, 6):
+        frames = scene_frames(people, (640, 480), 4)
+        assert frames.shape == (4, 480, 640, 3)
+        landmarker = WholeBodyLandmarker(hands=False, face=False)
+        found[people] = [len(landmarker.process(FrameRecord(i, i / 30, f, Camera.from_fov(640, 480, 60.0))).people)
+                         for i, f in enumerate(frames)]
+    assert found[1] == [1] * 4 and found[3] == [3] * 4 and min(found[6]) > 3
+    six = scene_frames(6, (1280, 720), 1)[0]
+    np.testing.assert_array_equal(six[:, :640], six[:, 640:][:, ::-1])
+
+
+def test_backend_bench_prints_one_row_per_backend_and_scene(capsys):
+    from mepo_core.engine import bench
+    assert bench.main(["--backends", "litert,onnx", "--people", "1", "--sizes", "640x480", "--frames", "2",
+                       "--warmup", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("backend"))
+    for column in ("median ms", "fps", "staged fps", "vs litert", "peak MB", "max |d| px"):
+        assert column in header
+    rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] in (["litert"], ["onnx"])}
+    assert set(rows) == {"litert", "onnx"}
+    assert rows["litert"][8] == "1.00x"
+    assert float(rows["onnx"][-2]) < 0.256          # 1e-3 of a 256 px crop

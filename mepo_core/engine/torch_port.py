@@ -64,7 +64,7 @@ class TorchTflite(nn.Module):
     def _const(self, graph: Graph, index: int, array: np.ndarray | None = None) -> str:
         name = f"c{index}_{len(self._buffers)}"
         value = graph.constants[index] if array is None else array
-        self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)))
+        self.register_buffer(name, torch.from_numpy(np.array(value, dtype=np.float32)))   # a writable copy
         return name
 
     def _compile(self, op: Op, graph: Graph):
