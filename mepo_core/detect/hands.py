@@ -67,33 +67,54 @@ class HandLandmarker:
         self.min_search_px = min_search_px
 
     def roi(self, image: np.ndarray, body_2d: np.ndarray, side: str) -> np.ndarray:
-        roi = hand_roi_from_body(body_2d, side)
+        return self._recropped(image, [hand_roi_from_body(body_2d, side)])[0]
+
+    def _recropped(self, image: np.ndarray, search_rois: list[np.ndarray]) -> list[np.ndarray]:
+        """Body-derived search ROIs -> hand ROIs from the re-crop model (all in one batch)."""
         if self.recrop is None:   # without the re-crop model: a tighter box around the pose-estimated hand
-            return transform_roi(roi, scale=0.75)
+            return [transform_roi(roi, scale=0.75) for roi in search_rois]
+        if not search_rois:
+            return []
         size = self.recrop.input_size
-        (points,) = self.recrop.run(crop_roi(image, roi, size))
-        centre, edge = crop_points_to_frame(points.reshape(2, 2), roi, size)[:, :2]
-        return transform_roi(roi_from_alignment_points(centre, edge, -90.0), shift_y=-0.1)
+        (points,) = self.recrop.run_batch(np.stack([crop_roi(image, roi, size) for roi in search_rois]))
+        rois = []
+        for roi, p in zip(search_rois, points):
+            centre, edge = crop_points_to_frame(p.reshape(2, 2), roi, size)[:, :2]
+            rois.append(transform_roi(roi_from_alignment_points(centre, edge, -90.0), shift_y=-0.1))
+        return rois
 
     def estimate(self, image: np.ndarray, body_2d: np.ndarray, side: str,
                  previous: np.ndarray | None = None) -> HandResult | None:
         """None without running a model when the wrist is hidden or the hand's search ROI is mostly outside
         the frame (as MediaPipe Holistic skips hands whose ROI is off-screen). ``previous`` (21, 3): this hand's
         landmarks in the last frame; its ROI replaces the body-derived one + re-crop model (video tracking)."""
-        if body_2d[BODY_HAND_POINTS[side][0], 2] < self.min_wrist_visibility:
-            return None
-        search = hand_roi_from_body(body_2d, side)
-        if search[2] < self.min_search_px or not _centre_in_frame(search, image.shape, margin=0.25):
-            return None
-        roi = hand_roi_from_landmarks(previous) if previous is not None else self.roi(image, body_2d, side)
-        if roi[2] < 4 or not _centre_in_frame(roi, image.shape, margin=0.25):
-            return None
+        return self.estimate_many(image, [(body_2d, side, previous)])[0]
+
+    def estimate_many(self, image: np.ndarray, requests: list[tuple]) -> list[HandResult | None]:
+        """``estimate`` for many (body_2d, side, previous) requests, each model's crops in one batch."""
+        searches = {}
+        for i, (body_2d, side, previous) in enumerate(requests):
+            if body_2d[BODY_HAND_POINTS[side][0], 2] < self.min_wrist_visibility:
+                continue
+            search = hand_roi_from_body(body_2d, side)
+            if search[2] >= self.min_search_px and _centre_in_frame(search, image.shape, margin=0.25):
+                searches[i] = search
+        rois = {i: hand_roi_from_landmarks(requests[i][2]) for i in searches if requests[i][2] is not None}
+        fresh = [i for i in searches if requests[i][2] is None]
+        rois.update(zip(fresh, self._recropped(image, [searches[i] for i in fresh])))
+        rois = {i: roi for i, roi in sorted(rois.items())
+                if roi[2] >= 4 and _centre_in_frame(roi, image.shape, margin=0.25)}
+        results: list[HandResult | None] = [None] * len(requests)
+        if not rois:
+            return results
         size = self.model.input_size
-        raw, presence, handedness, _world = self.model.run(crop_roi(image, roi, size))
-        if presence[0] < self.min_presence:
-            return None
-        points = crop_points_to_frame(raw.reshape(21, 3), roi, size)
-        return HandResult(points, float(presence[0]), float(handedness[0]), roi)
+        raw, presence, handedness, _world = self.model.run_batch(np.stack([crop_roi(image, r, size)
+                                                                           for r in rois.values()]))
+        for k, (i, roi) in enumerate(rois.items()):
+            if presence[k, 0] >= self.min_presence:
+                points = crop_points_to_frame(raw[k].reshape(21, 3), roi, size)
+                results[i] = HandResult(points, float(presence[k, 0]), float(handedness[k, 0]), roi)
+        return results
 
 
 def _centre_in_frame(roi: np.ndarray, shape, margin: float) -> bool:

@@ -147,12 +147,12 @@ class WholeBodyLandmarker:
         frame.people = []
         face_rois = []
         self._hands_now = []
+        if self.hands is not None:
+            start = time.perf_counter()
+            self._add_hands(image, [results[i].landmarks for i in kept])
+            timings["hands"] += _ms(start)
         for i in kept:
             landmarks = results[i].landmarks
-            if self.hands is not None:
-                start = time.perf_counter()
-                self._add_hands(image, landmarks)
-                timings["hands"] += _ms(start)
             if self.face is not None:
                 start = time.perf_counter()
                 nose = landmarks.body_2d[0, :2]
@@ -175,20 +175,27 @@ class WholeBodyLandmarker:
         self.timings = dict(timings)
         return frame
 
-    def _add_hands(self, image: np.ndarray, landmarks: Landmarks) -> None:
-        """Run both hands; keep a hand only if its wrist is nearer its own body wrist than the other one
+    def _add_hands(self, image: np.ndarray, people: list[Landmarks]) -> None:
+        """Both hands of every person, all crops in one batch (a second batch retries, from the body, the hands
+        that tracking lost). A hand is kept only if its wrist is nearer its own body wrist than the other one
         (an occluded hand's ROI often slides onto the visible hand) and the model's handedness agrees."""
-        body = landmarks.body_2d
-        for side, other in (("left", "right"), ("right", "left")):
-            wrist = body[WRIST[side], :2]
-            if not self.still_image and not self._hand_retry.due(wrist):
-                continue
-            previous = None if self.still_image else _previous_hand(self._prev_hands, wrist)
-            hand = self.hands.estimate(image, body, side, previous=previous)
-            if hand is None and previous is not None:        # tracking lost it: search from the body again
-                hand = self.hands.estimate(image, body, side)
+        requests, owners = [], []
+        for landmarks in people:
+            for side in ("left", "right"):
+                wrist = landmarks.body_2d[WRIST[side], :2]
+                if not self.still_image and not self._hand_retry.due(wrist):
+                    continue
+                previous = None if self.still_image else _previous_hand(self._prev_hands, wrist)
+                requests.append((landmarks.body_2d, side, previous))
+                owners.append((landmarks, side))
+        hands = self.hands.estimate_many(image, requests)
+        lost = [k for k, (hand, request) in enumerate(zip(hands, requests)) if hand is None and request[2] is not None]
+        for k, hand in zip(lost, self.hands.estimate_many(image, [requests[k][:2] + (None,) for k in lost])):
+            hands[k] = hand                                   # tracking lost it: searched from the body again
+        for (landmarks, side), hand in zip(owners, hands):
+            body, other = landmarks.body_2d, "right" if side == "left" else "left"
             if not self.still_image:
-                self._hand_retry.record(wrist, found=hand is not None)
+                self._hand_retry.record(body[WRIST[side], :2], found=hand is not None)
             if hand is None:
                 continue
             self._hands_now.append(hand.points)
