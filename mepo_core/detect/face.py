@@ -145,9 +145,8 @@ class FaceLandmarker:
         if found is None:
             return None
         mesh, score, roi, detection = found
-        irises = [self._iris(image, mesh, corners, flip=i == 1) for i, corners in enumerate(EYE_CORNERS)]
-        return FaceResult(np.concatenate([mesh, *irises]).astype(np.float32), score, roi, face_roi_from_mesh(mesh),
-                          detection)
+        return FaceResult(np.concatenate([mesh, *self._irises(image, mesh)]).astype(np.float32), score, roi,
+                          face_roi_from_mesh(mesh), detection)
 
     def _track(self, image, head, previous):
         """One pass in last frame's mesh ROI nearest this head (within half that ROI's side)."""
@@ -203,18 +202,23 @@ class FaceLandmarker:
         raw, presence = self.model.run(crop_roi(image, roi, size))
         return crop_points_to_frame(raw.reshape(468, 3), roi, size), float(sigmoid(presence.ravel()[0]))
 
-    def _iris(self, image: np.ndarray, mesh: np.ndarray, corners: tuple[int, int], flip: bool) -> np.ndarray:
-        """(5, 3) iris centre + 4 rim points; without the iris model, the eye-corner midpoint repeated."""
-        a, b = mesh[corners[0]], mesh[corners[1]]
+    def _irises(self, image: np.ndarray, mesh: np.ndarray) -> list[np.ndarray]:
+        """Both eyes' (5, 3) iris centre + 4 rim points (the right eye mirrored, both crops in one batch); without
+        the iris model, the eye-corner midpoint repeated."""
+        corners = [(mesh[i], mesh[j]) for i, j in EYE_CORNERS]
         if self.iris is None:
-            return np.repeat(((a + b) / 2)[None], 5, axis=0)
-        centre = (a[:2] + b[:2]) / 2
-        roi = transform_roi(roi_from_alignment_points(centre, b[:2], 0.0), scale=2.3 / 2)
+            return [np.repeat(((a + b) / 2)[None], 5, axis=0) for a, b in corners]
         size = self.iris.input_size
-        iris = min(self.iris.run(crop_roi(image, roi, size, flip=flip)), key=len)   # (15,); the other is (213,)
-        iris = iris.reshape(5, 3).copy()
-        if flip:
-            iris[:, 0] = size - iris[:, 0]
-        points = crop_points_to_frame(iris, roi, size)
-        points[:, 2] += (a[2] + b[2]) / 2   # iris depth is relative to the eye, put it on the mesh's scale
+        rois = [transform_roi(roi_from_alignment_points((a[:2] + b[:2]) / 2, b[:2], 0.0), scale=2.3 / 2)
+                for a, b in corners]
+        outputs = self.iris.run_batch(np.stack([crop_roi(image, roi, size, flip=k == 1) for k, roi in enumerate(rois)]))
+        irises = min(outputs, key=lambda o: o.shape[1])          # (2, 15); the other output is (2, 213)
+        points = []
+        for k, ((a, b), roi) in enumerate(zip(corners, rois)):
+            iris = irises[k].reshape(5, 3).copy()
+            if k == 1:
+                iris[:, 0] = size - iris[:, 0]
+            p = crop_points_to_frame(iris, roi, size)
+            p[:, 2] += (a[2] + b[2]) / 2   # iris depth is relative to the eye, put it on the mesh's scale
+            points.append(p)
         return points

@@ -93,12 +93,13 @@ class LiteRtModel(BatchedModel):
 class TorchModel(BatchedModel):
     """Eager, ``torch.compile``d or TensorRT-compiled torch port; inputs and outputs stay on ``device``."""
 
-    def __init__(self, relative_path: str, mode: str = "eager", device: str = "cpu"):
+    def __init__(self, relative_path: str, mode: str = "eager", device: str = "cpu", num_threads: int = 2):
         import torch
         from mepo_core.detect.tflite import model_path
         from .torch_port import TorchTflite
         self.path = model_path(relative_path)
         self.device = torch.device(device)
+        self.num_threads = num_threads
         self.module = TorchTflite.load(self.path).to(self.device)
         self.input_size = self.module.input_size
         self.forward = self.module
@@ -115,8 +116,17 @@ class TorchModel(BatchedModel):
     def run_tensor(self, images):
         """(B, S, S, 3) float tensor on ``device`` -> list of output tensors on ``device`` (GPU pre/post stays)."""
         import torch
-        with torch.inference_mode():
-            return self.forward(images)
+        if self.device.type != "cpu":
+            with torch.inference_mode():
+                return self.forward(images)
+        # The body model estimator keeps torch at 1 thread (tiny tensors); convolutions want all of them.
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            with torch.inference_mode():
+                return self.forward(images)
+        finally:
+            torch.set_num_threads(previous)
 
     def _run(self, images: np.ndarray) -> list[np.ndarray]:
         import torch
@@ -168,21 +178,30 @@ def export_onnx(tflite_path, out_path) -> None:
 
 
 def _tensorrt_program(module, tflite_path):
-    """FP16 TensorRT program for batch 1..MAX_BATCH, built once and cached as a serialized ExportedProgram."""
+    """FP16 TensorRT program for batch 1..MAX_BATCH, built once and cached on disk as a serialized ExportedProgram.
+    A cached program is checked on batches 1 and 3 when loaded (a library upgrade the key missed, or a program
+    saved without its dynamic batch, is rebuilt). Untested here: no CUDA machine was available (see README)."""
     import torch
     import torch_tensorrt
     size = module.input_size
+    module = module.half()                       # explicit typing: FP16 weights and inputs make an FP16 engine
     spec = torch_tensorrt.Input(min_shape=(1, size, size, 3), opt_shape=(4, size, size, 3),
-                                max_shape=(MAX_BATCH, size, size, 3), dtype=torch.float32)
+                                max_shape=(MAX_BATCH, size, size, 3), dtype=torch.half)
 
     def build(path):
-        compiled = torch_tensorrt.compile(module, ir="dynamo", inputs=[spec], enabled_precisions={torch.float16})
-        example = torch.zeros(2, size, size, 3, device="cuda")
-        torch_tensorrt.save(compiled, str(path), output_format="exported_program", inputs=[example])
+        compiled = torch_tensorrt.compile(module, ir="dynamo", inputs=[spec], enabled_precisions={torch.half})
+        try:
+            torch_tensorrt.save(compiled, str(path), output_format="exported_program", arg_inputs=[spec])
+        except TypeError:                        # torch-tensorrt < 2.5 names it ``inputs``
+            torch_tensorrt.save(compiled, str(path), output_format="exported_program", inputs=[spec])
 
     def load(path):
-        return torch.export.load(str(path)).module()
-    return cached_engine(engine_key(tflite_path, "tensorrt", "fp16", f"1-{MAX_BATCH}x{size}") + ".ep", build, load)
+        program = torch.export.load(str(path)).module()
+        for batch in (1, 3):
+            program(torch.zeros(batch, size, size, 3, device="cuda", dtype=torch.half))
+        return program
+    program = cached_engine(engine_key(tflite_path, "tensorrt", "fp16", f"1-{MAX_BATCH}x{size}") + ".ep", build, load)
+    return lambda images: program(images.half())
 
 
 def load_model(relative_path: str, backend: str = "litert", num_threads: int = 2) -> BatchedModel:
@@ -202,4 +221,5 @@ def load_model(relative_path: str, backend: str = "litert", num_threads: int = 2
             raise MepoError("the onnx backend needs onnx and onnxruntime (pip install -e .)")
         return OnnxModel(relative_path, num_threads, "cuda" if cuda_available() else "cpu")
     device = "cuda" if cuda_available() else "cpu"
-    return TorchModel(relative_path, {"torch": "eager", "compile": "compile", "tensorrt": "tensorrt"}[backend], device)
+    mode = {"torch": "eager", "compile": "compile", "tensorrt": "tensorrt"}[backend]
+    return TorchModel(relative_path, mode, device, num_threads)
