@@ -208,6 +208,7 @@ class MepoEstimator(SmplxEstimator):
                 sp.reye_pose = np.array([gaze[1, 1], gaze[1, 0], 0], np.float32)
             params.append(sp)
         self._finish(people, params, kp2d, cam)
-        for i, person in enumerate(people):
-            person.depth_level = int(round(float(levels[i])))
+        if self.net.variant == "henet_depth":          # only that variant's level head is trained (Eq. 5)
+            for i, person in enumerate(people):
+                person.depth_level = int(round(float(levels[i])))
         return frame

@@ -298,12 +298,12 @@ def evaluate_estimator(est, t: dict, data_np: dict, body_model, progress: bool =
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:
-    head = (f"{'estimator':22s} {'MPJPE':>7s} {'PA-MPJPE':>9s} {'MVE':>7s} {'hand':>7s} {'face':>7s} {'depth-order':>12s}"
+    head = (f"{'estimator':24s} {'MPJPE':>7s} {'PA-MPJPE':>9s} {'MVE':>7s} {'hand':>7s} {'face':>7s} {'depth-order':>12s}"
             f" {'order(z)':>9s}")
     lines = [head, "-" * len(head)]
     for name, m in rows:
         z = f"{m['depth_acc_z']:8.1f}%" if "depth_acc_z" in m else f"{'':9s}"
-        lines.append(f"{name:22s} {m['mpjpe']:7.1f} {m['pa_mpjpe']:9.1f} {m['mve']:7.1f} {m['hand']:7.1f} "
+        lines.append(f"{name:24s} {m['mpjpe']:7.1f} {m['pa_mpjpe']:9.1f} {m['mve']:7.1f} {m['hand']:7.1f} "
                      f"{m['face']:7.1f} {m['depth_acc']:11.1f}% {z}")
     lines.append(f"(mm; synthetic validation: {rows[0][1]['people']} people, {rows[0][1]['pairs']} ordered occlusion "
                  "pairs; clips disjoint from training. depth-order: fraction of true (behind, front) pairs ordered right "
@@ -384,7 +384,8 @@ def eval_main(argv: list[str]) -> int:
             print(f"mepo: skipping {r}: no checkpoint")
             continue
         model = load_net(path)
-        rows.append((f"mepo {model.variant}", evaluate_model(model, t, fk, full=True)))
+        name = path.parent.name if path.name == "checkpoint.pt" else f"{model.variant} ({path.name})"
+        rows.append((f"mepo {name}", evaluate_model(model, t, fk, full=True)))
         if a.estimator_path:
             from ..nets.estimator import MepoEstimator
             for it in (0, 2):
