@@ -1,5 +1,6 @@
 """MEPO networks: HENet / DepthNet / PoseNet shapes and gradients, Eq. 5, the synthetic generator (determinism,
-clip split, Algorithm 1 levels from rendered masks), a tiny training run, and the estimator integration."""
+clip split, Algorithm 1 levels from rendered masks), a tiny training run, the depth-order term's gradient share, the
+real-footage face branch (input normalisation, synthetic faces, estimator integration) and the estimator integration."""
 import numpy as np
 import pytest
 import torch
