@@ -16,6 +16,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fov", type=float, help="horizontal field of view in degrees")
     p.add_argument("--max-frames", type=int, help="stop the video after this many frames")
     p.add_argument("--smooth", help="smoothing preset (default: Settings; scripted runs: as `mepo --video/--image`)")
+    p.add_argument("--backend", default="litert", choices=("auto", "litert", "torch", "compile", "onnx", "tensorrt"),
+                   help="inference engine for the landmark models (as `mepo --backend`)")
     p.add_argument("--record", metavar="TAKE.npz", help="record the whole input to this take (every frame processed)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window when the input ends")
     p.add_argument("--quit", action="store_true", help="exit when the input ends (after --record/--screenshot)")
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from mepo_core.pipeline import CapturePipeline
         extra = {"smooth": smooth} if "smooth" in inspect.signature(CapturePipeline.create).parameters else {}
-        return CapturePipeline.create(model_dir=model_dir, still_image=bool(args.image), with_vertices=False, **extra)
+        return CapturePipeline.create(model_dir=model_dir, still_image=bool(args.image), with_vertices=False,
+                                      backend=args.backend, **extra)
 
     window = MainWindow(settings, pipeline_factory, smoothing=smoothing)
     exit_code = {"value": 0}

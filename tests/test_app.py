@@ -263,6 +263,15 @@ def test_scripted_run_records_the_same_take_as_the_cli(tmp_path):
     assert shot is not None and shot.shape[0] > 400 and shot.std() > 20
 
 
+def test_scripted_run_on_the_onnx_backend(tmp_path):
+    app = _mepo("--gui", "--video", DEMO, "--record", tmp_path / "onnx.npz", "--max-frames", 3, "--backend", "onnx",
+                "--quit")
+    out, _ = app.communicate(timeout=300)
+    assert app.returncode == 0, out[-3000:]
+    take = load_take(str(tmp_path / "onnx.npz"))
+    assert take["valid"].shape == (3, 2) and take["valid"].all()
+
+
 def test_kill9_while_recording_leaves_a_readable_take(tmp_path):
     take = tmp_path / "killed.npz"
     app = _mepo("--gui", "--video", DEMO, "--record", take)
