@@ -231,3 +231,25 @@ def test_backend_bench_prints_one_row_per_backend_and_scene(capsys):
     assert set(rows) == {"litert", "onnx"}
     assert rows["litert"][8] == "1.00x"
     assert float(rows["onnx"][-2]) < 0.256          # 1e-3 of a 256 px crop
+
+
+def test_device_side_crops_match_the_cpu_crops():
+    """GPU backends crop on the device (engine/crops.py, grid_sample); forced on here for the CPU: the crops equal
+    cv2.s within one grey level (cv2 rounds to integers), and the pipeline's landmarks within a small fraction of a pixel."""
+    import torch
+    from mepo_core.detect.roi import crop_matrix, crop_roi
+    from mepo_core.engine.crops import crop_batch, frame_tensor
+    image = np.ascontiguousarray(cv2.imread(str(DATA / "images" / "tennis_lesson.jpg"))[:, :, ::-1])
+    rois = [np.array([300.0, 250, 200, 200, 0.3]), np.array([50.0, 40, 300, 300, -1.0]), np.array([900.0, 400, 260, 260, 0])]
+    for flip in (False, True):
+        ref = np.stack([crop_roi(image, r, 256, flip) for r in rois])
+        ours = crop_batch(frame_tensor(image, torch.device("cpu")), np.stack([crop_matrix(r, 256, flip) for r in rois]),
+                          256).numpy()
+        assert np.abs(ref - ours).max() < 1.0 / 255
+    model = B.TorchModel("pose_landmark/pose_landmark_full.tflite")
+    cpu = model.run_crops(image, rois)
+    model.device_crops = True
+    device = model.run_crops(image, rois, flips=[False, False, False])
+    xy = lambda out: out[0].reshape(-1, 39, 5)[:, :33, :2]     # body landmark x, y in the 256 px crop
+    diff = np.abs(xy(cpu) - xy(device))
+    assert np.median(diff) < 0.2 and diff.max() < 2.0, (np.median(diff), diff.max())

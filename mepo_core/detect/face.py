@@ -199,7 +199,7 @@ class FaceLandmarker:
     def _mesh(self, image: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float]:
         """(468, 3) frame pixels + presence."""
         size = self.model.input_size
-        raw, presence = self.model.run(crop_roi(image, roi, size))
+        raw, presence = (o[0] for o in self.model.run_crops(image, [roi]))
         return crop_points_to_frame(raw.reshape(468, 3), roi, size), float(sigmoid(presence.ravel()[0]))
 
     def _irises(self, image: np.ndarray, mesh: np.ndarray) -> list[np.ndarray]:
@@ -211,7 +211,7 @@ class FaceLandmarker:
         size = self.iris.input_size
         rois = [transform_roi(roi_from_alignment_points((a[:2] + b[:2]) / 2, b[:2], 0.0), scale=2.3 / 2)
                 for a, b in corners]
-        outputs = self.iris.run_batch(np.stack([crop_roi(image, roi, size, flip=k == 1) for k, roi in enumerate(rois)]))
+        outputs = self.iris.run_crops(image, rois, flips=[False, True])     # the right eye mirrored
         irises = min(outputs, key=lambda o: o.shape[1])          # (2, 15); the other output is (2, 213)
         points = []
         for k, ((a, b), roi) in enumerate(zip(corners, rois)):

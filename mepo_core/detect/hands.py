@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .roi import crop_points_to_frame, crop_roi, roi_from_alignment_points, transform_roi
+from .roi import crop_points_to_frame, roi_from_alignment_points, transform_roi
 from mepo_core.engine.backends import load_model
 
 # BlazePose indices of (wrist, pinky, index) per side of the person.
@@ -76,7 +76,7 @@ class HandLandmarker:
         if not search_rois:
             return []
         size = self.recrop.input_size
-        (points,) = self.recrop.run_batch(np.stack([crop_roi(image, roi, size) for roi in search_rois]))
+        (points,) = self.recrop.run_crops(image, search_rois)
         rois = []
         for roi, p in zip(search_rois, points):
             centre, edge = crop_points_to_frame(p.reshape(2, 2), roi, size)[:, :2]
@@ -108,8 +108,7 @@ class HandLandmarker:
         if not rois:
             return results
         size = self.model.input_size
-        raw, presence, handedness, _world = self.model.run_batch(np.stack([crop_roi(image, r, size)
-                                                                           for r in rois.values()]))
+        raw, presence, handedness, _world = self.model.run_crops(image, list(rois.values()))
         for k, (i, roi) in enumerate(rois.items()):
             if presence[k, 0] >= self.min_presence:
                 points = crop_points_to_frame(raw[k].reshape(21, 3), roi, size)

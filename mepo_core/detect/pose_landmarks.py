@@ -14,7 +14,7 @@ import numpy as np
 
 from mepo_core.records import Landmarks
 
-from .roi import crop_points_to_frame, crop_roi, crop_to_frame_matrix, roi_from_alignment_points, sigmoid, transform_roi
+from .roi import crop_points_to_frame, crop_to_frame_matrix, roi_from_alignment_points, sigmoid, transform_roi
 from mepo_core.engine.backends import load_model
 
 NUM_BODY = 33
@@ -67,13 +67,13 @@ class PoseLandmarkModel:
         self.with_mask, self.refine = with_mask, refine
 
     def estimate(self, image: np.ndarray, roi: np.ndarray) -> BodyResult:
-        return self._result(image, roi, *self.model.run(crop_roi(image, roi, self.size)))
+        return self.estimate_many(image, [roi])[0]
 
     def estimate_many(self, image: np.ndarray, rois: list[np.ndarray]) -> list[BodyResult]:
         """Every ROI's crop of the frame in one batched model run."""
         if not rois:
             return []
-        outputs = self.model.run_batch(np.stack([crop_roi(image, roi, self.size) for roi in rois]))
+        outputs = self.model.run_crops(image, rois)
         return [self._result(image, roi, *(o[i] for o in outputs)) for i, roi in enumerate(rois)]
 
     def _result(self, image, roi, raw, presence, segmentation, heatmap, world) -> BodyResult:

@@ -49,11 +49,17 @@ def crop_to_frame_matrix(roi: np.ndarray, size: int) -> np.ndarray:
     return np.hstack([linear, offset[:, None]])
 
 
-def crop_roi(image: np.ndarray, roi: np.ndarray, size: int, flip: bool = False) -> np.ndarray:
-    """(H, W, 3) uint8 frame -> (size, size, 3) float32 crop in [0, 1] (zero border), optionally mirrored."""
+def crop_matrix(roi: np.ndarray, size: int, flip: bool = False) -> np.ndarray:
+    """``crop_to_frame_matrix``, optionally for the crop mirrored left-right."""
     matrix = crop_to_frame_matrix(roi, size)
     if flip:
         matrix = matrix @ np.array([[-1, 0, size], [0, 1, 0], [0, 0, 1]], np.float64)
+    return matrix
+
+
+def crop_roi(image: np.ndarray, roi: np.ndarray, size: int, flip: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8 frame -> (size, size, 3) float32 crop in [0, 1] (zero border), optionally mirrored."""
+    matrix = crop_matrix(roi, size, flip)
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return crop.astype(np.float32) * (1.0 / 255.0)

@@ -72,6 +72,14 @@ class BatchedModel:
         parts = [self._run(images[i:i + MAX_BATCH]) for i in range(0, len(images), MAX_BATCH)]
         return [np.concatenate(chunk) for chunk in zip(*parts)]
 
+    def run_crops(self, image: np.ndarray, rois: list[np.ndarray], flips: list[bool] | None = None
+                  ) -> list[np.ndarray]:
+        """The model on the (size, size) crops of ``rois`` (``detect.roi`` geometry; ``flips``: mirror that crop) of
+        one RGB uint8 frame, as one batch; the crops are made on the CPU here, on the model's device by GPU backends."""
+        from mepo_core.detect.roi import crop_roi
+        flips = flips or [False] * len(rois)
+        return self.run_batch(np.stack([crop_roi(image, roi, self.input_size, f) for roi, f in zip(rois, flips)]))
+
     def _run(self, images: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
@@ -100,6 +108,7 @@ class TorchModel(BatchedModel):
         self.path = model_path(relative_path)
         self.device = torch.device(device)
         self.num_threads = num_threads
+        self.device_crops = self.device.type == "cuda"      # pre-processing stays on the GPU
         self.module = TorchTflite.load(self.path).to(self.device)
         self.input_size = self.module.input_size
         self.forward = self.module
@@ -128,14 +137,30 @@ class TorchModel(BatchedModel):
         finally:
             torch.set_num_threads(previous)
 
+    def run_crops(self, image: np.ndarray, rois: list[np.ndarray], flips: list[bool] | None = None
+                  ) -> list[np.ndarray]:
+        if not self.device_crops:
+            return super().run_crops(image, rois, flips)
+        from mepo_core.detect.roi import crop_matrix
+        from .crops import crop_batch, frame_tensor
+        flips = flips or [False] * len(rois)
+        matrices = np.stack([crop_matrix(roi, self.input_size, f) for roi, f in zip(rois, flips)])
+        crops = crop_batch(frame_tensor(image, self.device), matrices, self.input_size)
+        outs = [self._forward(crops[start:start + MAX_BATCH]) for start in range(0, len(crops), MAX_BATCH)]
+        return [np.concatenate(chunk) for chunk in zip(*outs)]
+
     def _run(self, images: np.ndarray) -> list[np.ndarray]:
+        import torch
+        return self._forward(torch.from_numpy(images).to(self.device))
+
+    def _forward(self, images) -> list[np.ndarray]:
+        """A (B <= MAX_BATCH, S, S, 3) tensor on the device -> numpy outputs; ``compile`` pads B to its bucket."""
         import torch
         count = len(images)
         if self.buckets and count & (count - 1):
-            padding = np.zeros(((1 << count.bit_length()) - count,) + images.shape[1:], np.float32)
-            images = np.concatenate([images, padding])
-        outs = self.run_tensor(torch.from_numpy(images).to(self.device))
-        return [o[:count].float().cpu().numpy() for o in outs]
+            padding = images.new_zeros(((1 << count.bit_length()) - count,) + tuple(images.shape[1:]))
+            images = torch.cat([images, padding])
+        return [o[:count].float().cpu().numpy() for o in self.run_tensor(images)]
 
 
 class OnnxModel(BatchedModel):
