@@ -37,7 +37,9 @@ def run_capture(source, pipeline, out: str | None, overlay: str | None = None, p
     recorder = TakeRecorder(source.fps, body.name, body.joint_names[:76])
     output = _Output(overlay, source, body.faces)
     interrupted, failure = False, None
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C and SIGTERM stop the capture and save it, even where SIGINT was inherited as ignored (a job started
+    # in the background of a script, e.g. `mepo ... &`, ignores it by default).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     start = time.perf_counter()
     bar = tqdm(total=source.num_frames or None, unit="frame", disable=not progress, dynamic_ncols=True,
                file=sys.stderr)
@@ -64,7 +66,8 @@ def run_capture(source, pipeline, out: str | None, overlay: str | None = None, p
         failure = error
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         output.close()
         source.close()
     seconds = time.perf_counter() - start
