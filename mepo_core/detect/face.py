@@ -138,26 +138,42 @@ class FaceLandmarker:
 
     def estimate(self, image: np.ndarray, body_2d: np.ndarray, previous: list[np.ndarray] | None = None
                  ) -> FaceResult | None:
-        head = head_crop_roi(body_2d)
-        if head[2] < 12:
-            return None
-        found = self._track(image, head, previous) or self._detect(image, head) or self._from_body(image, body_2d)
-        if found is None:
-            return None
-        mesh, score, roi, detection = found
-        return FaceResult(np.concatenate([mesh, *self._irises(image, mesh)]).astype(np.float32), score, roi,
-                          face_roi_from_mesh(mesh), detection)
+        return self.estimate_many(image, [body_2d], previous)[0]
 
-    def _track(self, image, head, previous):
-        """One pass in last frame's mesh ROI nearest this head (within half that ROI's side)."""
+    def estimate_many(self, image: np.ndarray, bodies: list[np.ndarray], previous: list[np.ndarray] | None = None
+                      ) -> list[FaceResult | None]:
+        """``estimate`` for every body of a frame: the tracked faces' meshes in one batch, then the detector /
+        body fallbacks one face at a time for the rest, then all irises in one batch."""
+        heads = [head_crop_roi(body) for body in bodies]
+        tracked = {i: roi for i, head in enumerate(heads) if head[2] >= 12
+                   and (roi := self._tracked_roi(head, previous)) is not None}
+        found = dict.fromkeys(range(len(bodies)))
+        if tracked:
+            for i, (mesh, score), roi in zip(tracked, self._meshes(image, list(tracked.values())), tracked.values()):
+                if score >= self.min_presence:
+                    found[i] = (mesh, score, roi, 0.0)
+        for i, (body, head) in enumerate(zip(bodies, heads)):
+            if found[i] is None and head[2] >= 12:
+                found[i] = self._detect(image, head) or self._from_body(image, body)
+        done = [i for i in found if found[i] is not None]
+        irises = self._irises(image, [found[i][0] for i in done])
+        results = [None] * len(bodies)
+        for i, (left, right) in zip(done, irises):
+            mesh, score, roi, detection = found[i]
+            results[i] = FaceResult(np.concatenate([mesh, left, right]).astype(np.float32), score, roi,
+                                    face_roi_from_mesh(mesh), detection)
+        return results
+
+    @staticmethod
+    def _tracked_roi(head, previous):
+        """Last frame's mesh ROI nearest this head (within half that ROI's side), if it is this face's."""
         if not previous:
             return None
         distance = [np.linalg.norm(r[:2] - head[:2]) / max(r[2], 1e-9) for r in previous]
         roi = previous[int(np.argmin(distance))]
         if min(distance) > 0.5 or not 0.3 < roi[2] / head[2] < 1.5:   # lost, or a face of another size
             return None
-        mesh, score = self._mesh(image, roi)
-        return (mesh, score, roi, 0.0) if score >= self.min_presence else None
+        return roi
 
     def _detect(self, image, head):
         """ROI from the face detector on the head crop (rotation from its eye keypoints, box x 1.5)."""
@@ -198,27 +214,35 @@ class FaceLandmarker:
 
     def _mesh(self, image: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float]:
         """(468, 3) frame pixels + presence."""
-        size = self.model.input_size
-        raw, presence = (o[0] for o in self.model.run_crops(image, [roi]))
-        return crop_points_to_frame(raw.reshape(468, 3), roi, size), float(sigmoid(presence.ravel()[0]))
+        return self._meshes(image, [roi])[0]
 
-    def _irises(self, image: np.ndarray, mesh: np.ndarray) -> list[np.ndarray]:
-        """Both eyes' (5, 3) iris centre + 4 rim points (the right eye mirrored, both crops in one batch); without
-        the iris model, the eye-corner midpoint repeated."""
-        corners = [(mesh[i], mesh[j]) for i, j in EYE_CORNERS]
+    def _meshes(self, image: np.ndarray, rois: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+        size = self.model.input_size
+        raw, presence = self.model.run_crops(image, rois)
+        return [(crop_points_to_frame(r.reshape(468, 3), roi, size), float(sigmoid(p.ravel()[0])))
+                for r, p, roi in zip(raw, presence, rois)]
+
+    def _irises(self, image: np.ndarray, meshes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each mesh's two (5, 3) irises (centre + 4 rim points; right eyes mirrored), all eyes in one batch;
+        without the iris model, the eye-corner midpoint repeated."""
+        corners = [(mesh[i], mesh[j]) for mesh in meshes for i, j in EYE_CORNERS]
         if self.iris is None:
-            return [np.repeat(((a + b) / 2)[None], 5, axis=0) for a, b in corners]
+            points = [np.repeat(((a + b) / 2)[None], 5, axis=0) for a, b in corners]
+            return list(zip(points[0::2], points[1::2]))
+        if not corners:
+            return []
         size = self.iris.input_size
         rois = [transform_roi(roi_from_alignment_points((a[:2] + b[:2]) / 2, b[:2], 0.0), scale=2.3 / 2)
                 for a, b in corners]
-        outputs = self.iris.run_crops(image, rois, flips=[False, True])     # the right eye mirrored
-        irises = min(outputs, key=lambda o: o.shape[1])          # (2, 15); the other output is (2, 213)
+        flips = [k % 2 == 1 for k in range(len(rois))]
+        outputs = self.iris.run_crops(image, rois, flips=flips)
+        irises = min(outputs, key=lambda o: o.shape[1])          # (2N, 15); the other output is (2N, 213)
         points = []
         for k, ((a, b), roi) in enumerate(zip(corners, rois)):
             iris = irises[k].reshape(5, 3).copy()
-            if k == 1:
+            if flips[k]:
                 iris[:, 0] = size - iris[:, 0]
             p = crop_points_to_frame(iris, roi, size)
             p[:, 2] += (a[2] + b[2]) / 2   # iris depth is relative to the eye, put it on the mesh's scale
             points.append(p)
-        return points
+        return list(zip(points[0::2], points[1::2]))

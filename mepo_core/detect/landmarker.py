@@ -151,21 +151,12 @@ class WholeBodyLandmarker:
             start = time.perf_counter()
             self._add_hands(image, [results[i].landmarks for i in kept])
             timings["hands"] += _ms(start)
+        if self.face is not None:
+            start = time.perf_counter()
+            face_rois = self._add_faces(image, [results[i].landmarks for i in kept])
+            timings["face"] += _ms(start)
         for i in kept:
             landmarks = results[i].landmarks
-            if self.face is not None:
-                start = time.perf_counter()
-                nose = landmarks.body_2d[0, :2]
-                face = None
-                if self.still_image or self._face_retry.due(nose):
-                    face = self.face.estimate(image, landmarks.body_2d,
-                                              previous=None if self.still_image else self._face_rois)
-                    self._face_retry.record(nose, found=face is not None)
-                if face is not None:
-                    face_rois.append(face.next_roi)
-                    landmarks.face_3d = face.points
-                    landmarks.face_2d = np.column_stack([face.points[:, :2], np.full(len(face.points), face.presence)])
-                timings["face"] += _ms(start)
             frame.people.append(Person(box=boxes[i].astype(np.float32), score=landmarks.body_score,
                                        landmarks=landmarks))
         self._face_rois = face_rois
@@ -174,6 +165,20 @@ class WholeBodyLandmarker:
         self._hand_retry.next_frame()
         self.timings = dict(timings)
         return frame
+
+    def _add_faces(self, image: np.ndarray, people: list[Landmarks]) -> list[np.ndarray]:
+        """Face mesh + irises for every person due a look (all in batches); returns the meshes' next ROIs."""
+        due = [p for p in people if self.still_image or self._face_retry.due(p.body_2d[0, :2])]
+        faces = self.face.estimate_many(image, [p.body_2d for p in due],
+                                        previous=None if self.still_image else self._face_rois)
+        rois = []
+        for landmarks, face in zip(due, faces):
+            self._face_retry.record(landmarks.body_2d[0, :2], found=face is not None)
+            if face is not None:
+                rois.append(face.next_roi)
+                landmarks.face_3d = face.points
+                landmarks.face_2d = np.column_stack([face.points[:, :2], np.full(len(face.points), face.presence)])
+        return rois
 
     def _add_hands(self, image: np.ndarray, people: list[Landmarks]) -> None:
         """Both hands of every person, all crops in one batch (a second batch retries, from the body, the hands
