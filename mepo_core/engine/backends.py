@@ -118,6 +118,11 @@ class TorchModel(BatchedModel):
             # run on a machine pays minutes per model. Static shapes per batch bucket (1, 2, 4, 8) compile faster
             # and run faster than dynamic ones; batches are zero-padded up to their bucket.
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+            # All ports share one forward(): 8 models x 4 buckets would pass dynamo's default of 8 compiled
+            # variants per code object, after which it silently falls back to eager.
+            import torch._dynamo.config as dynamo_config
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+            dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 512)
             self.forward, self.buckets = torch.compile(self.module, dynamic=False), True
         elif mode == "tensorrt":
             self.forward = _tensorrt_program(self.module, self.path)
