@@ -154,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     context = mp.get_context("spawn")
     for name in names:
-        with context.Pool(1, maxtasksperchild=1) as pool:
-            rows += pool.apply(run_backend, (name, [int(n) for n in args.people.split(",")],
-                                             args.sizes.split(","), args.frames, args.warmup, args.threads))
+        pool = context.Pool(1, maxtasksperchild=1)
+        rows += pool.apply(run_backend, (name, [int(n) for n in args.people.split(",")],
+                                         args.sizes.split(","), args.frames, args.warmup, args.threads))
+        pool.close()            # let the child exit by itself (terminate() breaks torch.compile's worker pipes)
+        pool.join()
         print(f"bench: {name} done", flush=True)
     print(format_table(rows))
     print("latency/fps: pipeline.process per frame (landmarks + tracking + estimate, no decode/display); staged fps:"
