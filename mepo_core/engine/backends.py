@@ -99,7 +99,8 @@ class LiteRtModel(BatchedModel):
 
 
 class TorchModel(BatchedModel):
-    """Eager, ``torch.compile``d or TensorRT-compiled torch port; inputs and outputs stay on ``device``."""
+    """Eager, ``torch.compile``d or TensorRT-compiled torch port on ``device``: ``run_tensor`` keeps tensors there,
+    ``run``/``run_batch``/``run_crops`` return numpy (on a GPU, crops are made there too)."""
 
     def __init__(self, relative_path: str, mode: str = "eager", device: str = "cpu", num_threads: int = 2):
         import torch
@@ -128,7 +129,7 @@ class TorchModel(BatchedModel):
             self.forward = _tensorrt_program(self.module, self.path)
 
     def run_tensor(self, images):
-        """(B, S, S, 3) float tensor on ``device`` -> list of output tensors on ``device`` (GPU pre/post stays)."""
+        """(B, S, S, 3) float tensor on ``device`` -> list of output tensors on ``device``."""
         import torch
         if self.device.type != "cpu":
             with torch.inference_mode():
