@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -131,10 +132,12 @@ class TorchModel(BatchedModel):
     def run_tensor(self, images):
         """(B, S, S, 3) float tensor on ``device`` -> list of output tensors on ``device``."""
         import torch
-        if self.device.type != "cpu":
+        if self.device.type != "cpu" or threading.current_thread() is not threading.main_thread():
             with torch.inference_mode():
                 return self.forward(images)
-        # The body model estimator keeps torch at 1 thread (tiny tensors); convolutions want all of them.
+        # The body model estimator keeps torch at 1 thread (tiny tensors); convolutions want all of them. Not in
+        # the overlapped capture, where the estimator runs beside this in the main thread and torch's thread
+        # count is process-wide: there each of the two stages keeps one core.
         previous = torch.get_num_threads()
         torch.set_num_threads(self.num_threads)
         try:
