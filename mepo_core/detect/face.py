@@ -117,7 +117,7 @@ def mesh_keypoints(mesh: np.ndarray) -> np.ndarray:
 
 
 class FaceLandmarker:
-    """``estimate(image, body_2d, previous=None) -> FaceResult | None``.
+    """``estimate_many(image, [body_2d, ...], previous=None) -> [FaceResult | None, ...]``.
 
     The face ROI comes, in order of preference, from the previous frame's mesh of this face (``previous``: the
     ``next_roi`` of last frame's results; one mesh pass), from face_detection_short_range.tflite run on a head
@@ -136,14 +136,10 @@ class FaceLandmarker:
         self.min_presence, self.low_presence = min_presence, low_presence
         self.min_detection, self.max_disagreement = min_detection, max_disagreement
 
-    def estimate(self, image: np.ndarray, body_2d: np.ndarray, previous: list[np.ndarray] | None = None
-                 ) -> FaceResult | None:
-        return self.estimate_many(image, [body_2d], previous)[0]
-
     def estimate_many(self, image: np.ndarray, bodies: list[np.ndarray], previous: list[np.ndarray] | None = None
                       ) -> list[FaceResult | None]:
-        """``estimate`` for every body of a frame: the tracked faces' meshes in one batch, then the detector /
-        body fallbacks one face at a time for the rest, then all irises in one batch."""
+        """One result per body of a frame: the tracked faces' meshes in one batch, then the detector / body
+        fallbacks one face at a time for the rest, then all irises in one batch."""
         heads = [head_crop_roi(body) for body in bodies]
         tracked = {i: roi for i, head in enumerate(heads) if head[2] >= 12
                    and (roi := self._tracked_roi(head, previous)) is not None}

@@ -52,7 +52,8 @@ class HandResult:
 
 
 class HandLandmarker:
-    """``estimate(image, body_2d, side) -> HandResult | None`` for side in {"left", "right"} (the person's)."""
+    """``estimate_many(image, [(body_2d, side, previous), ...]) -> [HandResult | None, ...]`` for side in
+    {"left", "right"} (the person's)."""
 
     def __init__(self, num_threads: int = 2, recrop: bool = True, min_presence: float = 0.5,
                  min_wrist_visibility: float = 0.1, model: str = "full", min_search_px: float = 40.0,
@@ -65,9 +66,6 @@ class HandLandmarker:
         # A search ROI under ~40 px holds a hand ~15 px across: measured on the shared clips at 640x480 the model
         # found 4 hands in 131 such attempts, so they are skipped (about half of all hand runs there).
         self.min_search_px = min_search_px
-
-    def roi(self, image: np.ndarray, body_2d: np.ndarray, side: str) -> np.ndarray:
-        return self._recropped(image, [hand_roi_from_body(body_2d, side)])[0]
 
     def _recropped(self, image: np.ndarray, search_rois: list[np.ndarray]) -> list[np.ndarray]:
         """Body-derived search ROIs -> hand ROIs from the re-crop model (all in one batch)."""
@@ -83,15 +81,11 @@ class HandLandmarker:
             rois.append(transform_roi(roi_from_alignment_points(centre, edge, -90.0), shift_y=-0.1))
         return rois
 
-    def estimate(self, image: np.ndarray, body_2d: np.ndarray, side: str,
-                 previous: np.ndarray | None = None) -> HandResult | None:
-        """None without running a model when the wrist is hidden or the hand's search ROI is mostly outside
-        the frame (as MediaPipe Holistic skips hands whose ROI is off-screen). ``previous`` (21, 3): this hand's
-        landmarks in the last frame; its ROI replaces the body-derived one + re-crop model (video tracking)."""
-        return self.estimate_many(image, [(body_2d, side, previous)])[0]
-
     def estimate_many(self, image: np.ndarray, requests: list[tuple]) -> list[HandResult | None]:
-        """``estimate`` for many (body_2d, side, previous) requests, each model's crops in one batch."""
+        """One result per (body_2d, side, previous) request, each model's crops in one batch. None without
+        running a model when the wrist is hidden or the hand's search ROI is mostly outside the frame (as
+        MediaPipe Holistic skips hands whose ROI is off-screen). ``previous`` (21, 3): this hand's landmarks in
+        the last frame; its ROI replaces the body-derived one + re-crop model (video tracking)."""
         searches = {}
         for i, (body_2d, side, previous) in enumerate(requests):
             if body_2d[BODY_HAND_POINTS[side][0], 2] < self.min_wrist_visibility:

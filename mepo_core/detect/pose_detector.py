@@ -134,11 +134,8 @@ class PoseDetector:
         self.anchors = ssd_anchor_centres()
         self.zooms, self.min_score, self.iou_threshold, self.overlap = zooms, min_score, iou_threshold, overlap
 
-    def detect_region(self, image: np.ndarray, x0: int, y0: int, side: int) -> PoseDetections:
-        """Detect in the square (x0, y0, side) of the frame; parts outside the frame are black (letterbox)."""
-        return self._decode(*self.model.run(self._region_input(image, side, x0, y0)), x0, y0, side)
-
     def _region_input(self, image: np.ndarray, side: int, x0: int, y0: int) -> np.ndarray:
+        """The detector's input for the square (x0, y0, side) of the frame; parts outside it are black."""
         scale = INPUT_SIZE / side
         to_input = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
         crop = cv2.warpAffine(image, to_input, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_AREA if scale < 1

@@ -59,15 +59,12 @@ class BodyResult:
 
 
 class PoseLandmarkModel:
-    """``estimate(image (H, W, 3) uint8 RGB, roi (5,)) -> BodyResult``."""
+    """``estimate_many(image (H, W, 3) uint8 RGB, [roi (5,), ...]) -> [BodyResult, ...]``."""
 
     def __init__(self, num_threads: int = 2, with_mask: bool = False, refine: bool = True, backend: str = "litert"):
         self.model = load_model("pose_landmark/pose_landmark_full.tflite", backend, num_threads)
         self.size = self.model.input_size
         self.with_mask, self.refine = with_mask, refine
-
-    def estimate(self, image: np.ndarray, roi: np.ndarray) -> BodyResult:
-        return self.estimate_many(image, [roi])[0]
 
     def estimate_many(self, image: np.ndarray, rois: list[np.ndarray]) -> list[BodyResult]:
         """Every ROI's crop of the frame in one batched model run."""
