@@ -65,8 +65,9 @@ def letterbox(bgr: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.n
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
 
 
-def load_frames(path: Path, start: int, count: int) -> np.ndarray:
-    """``count`` letterboxed RGB frames from ``start``, played back and forth if the clip is shorter."""
+def read_frames(path: Path, start: int, count: int, convert=lambda bgr: bgr) -> list[np.ndarray]:
+    """``count`` frames from ``start`` (BGR, or what ``convert`` makes of each), played back and forth if the clip
+    is shorter."""
     import cv2
     from .errors import MepoError
     cap = cv2.VideoCapture(str(path))
@@ -76,12 +77,17 @@ def load_frames(path: Path, start: int, count: int) -> np.ndarray:
         ok, bgr = cap.read()
         if not ok:
             break
-        frames.append(letterbox(bgr))
+        frames.append(convert(bgr))
     cap.release()
     if not frames:
         raise MepoError(f"cannot read frames from {path}")
     order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) or [0]
-    return np.stack([frames[order[i % len(order)]] for i in range(count)])
+    return [frames[order[i % len(order)]] for i in range(count)]
+
+
+def load_frames(path: Path, start: int, count: int) -> np.ndarray:
+    """``count`` letterboxed RGB frames from ``start``, played back and forth if the clip is shorter."""
+    return np.stack(read_frames(path, start, count, letterbox))
 
 
 def _run_ours(frames: np.ndarray, warmup: int, opts: dict) -> tuple[list[float], list[int], dict]:

@@ -12,37 +12,22 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 
-VIDEO_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "video"
+from mepo_core.bench import VIDEO_DIR
 SIZES = {"640x480": (640, 480), "1280x720": (1280, 720)}
 DIFF_MODELS = ("pose_detection/pose_detection.tflite", "pose_landmark/pose_landmark_full.tflite",
                "hand_landmark/hand_landmark_full.tflite", "face_landmark/face_landmark.tflite")
 
 
-def _raw_frames(name: str, start: int, count: int) -> list[np.ndarray]:
-    import cv2
-    from mepo_core.errors import MepoError
-    capture = cv2.VideoCapture(str(VIDEO_DIR / name))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
-    frames = []
-    while len(frames) < count and (ok_frame := capture.read())[0]:
-        frames.append(ok_frame[1])
-    capture.release()
-    if not frames:
-        raise MepoError(f"cannot read frames from {VIDEO_DIR / name}")
-    return [frames[i % len(frames)] for i in range(count)]
-
-
 def scene_frames(people: int, size: tuple[int, int], count: int) -> np.ndarray:
     """(count, H, W, 3) RGB frames of ``size`` (letterboxed) showing ``people`` people."""
-    from mepo_core.bench import letterbox
+    from mepo_core.bench import letterbox, read_frames
     if people == 1:
-        raw = _raw_frames("single_person_demo.mp4", 0, count)
+        raw = read_frames(VIDEO_DIR / "single_person_demo.mp4", 0, count)
     else:
-        raw = _raw_frames("openpose_video.avi", 20, count)              # 3 people in 1280x720
+        raw = read_frames(VIDEO_DIR / "openpose_video.avi", 20, count)  # 3 people in 1280x720
         if people == 6:                                                # their half of the frame beside its mirror
             raw = [np.concatenate([f[:, 240:880], f[:, 240:880][:, ::-1]], axis=1) for f in raw]
     return np.stack([letterbox(f, *size) for f in raw])
