@@ -33,14 +33,18 @@ def scene_frames(people: int, size: tuple[int, int], count: int) -> np.ndarray:
     return np.stack([letterbox(f, *size) for f in raw])
 
 
-def _process_times(backend: str, frames: np.ndarray, warmup: int, threads: int):
+def _pipeline_and_records(backend: str, frames: np.ndarray, threads: int):
     from mepo_core.pipeline import CapturePipeline
     from mepo_core.records import Camera, FrameRecord
     pipeline = CapturePipeline.create(backend=backend, num_threads=threads)
     camera = Camera.from_fov(frames.shape[2], frames.shape[1], 60.0)
+    return pipeline, [FrameRecord(i, i / 30.0, image, camera) for i, image in enumerate(frames)]
+
+
+def _process_times(backend: str, frames: np.ndarray, warmup: int, threads: int):
+    pipeline, records = _pipeline_and_records(backend, frames, threads)
     times, people = [], []
-    for i, image in enumerate(frames):
-        frame = FrameRecord(i, i / 30.0, image, camera)
+    for i, frame in enumerate(records):
         start = time.perf_counter()
         pipeline.process(frame)
         if i >= warmup:
@@ -50,12 +54,8 @@ def _process_times(backend: str, frames: np.ndarray, warmup: int, threads: int):
 
 
 def _staged_fps(backend: str, frames: np.ndarray, warmup: int, threads: int) -> float:
-    from mepo_core.pipeline import CapturePipeline
-    from mepo_core.records import Camera, FrameRecord
     from mepo_core.staged import run_staged
-    pipeline = CapturePipeline.create(backend=backend, num_threads=threads)
-    camera = Camera.from_fov(frames.shape[2], frames.shape[1], 60.0)
-    records = [FrameRecord(i, i / 30.0, image, camera) for i, image in enumerate(frames)]
+    pipeline, records = _pipeline_and_records(backend, frames, threads)
     for frame in records[:warmup]:
         pipeline.process(frame)
     start = time.perf_counter()
