@@ -38,21 +38,20 @@ class _Stage(threading.Thread):
         if isinstance(self.inputs, queue.Queue):
             while True:
                 item = self.inputs.get()
-                if item is _END or isinstance(item, _Failure):
-                    yield item
-                    return
                 yield item
+                if item is _END or isinstance(item, _Failure):
+                    return
         else:
             yield from self.inputs
             yield _END
 
     def _put(self, item) -> None:
-        while True:                       # never block forever on a consumer that has stopped
+        while True:                       # once stopped, nobody may read on: never block forever
             try:
                 self.out.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if self.stop.is_set() and item is not _END and not isinstance(item, _Failure):
+                if self.stop.is_set():
                     return
 
     def run(self) -> None:
