@@ -28,8 +28,9 @@ def measure_cpu_backends(backends=("litert", "onnx", "torch"), batch: int = 3, r
     from .backends import available_backends, load_model
     images = np.random.default_rng(0).random((batch, 256, 256, 3), dtype=np.float32)
     times = {}
+    available = available_backends()
     for name in backends:
-        if name not in available_backends():
+        if name not in available:
             continue
         model = load_model(PROBE_MODEL, name)
         model.run_batch(images)
