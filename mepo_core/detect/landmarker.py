@@ -84,7 +84,6 @@ class WholeBodyLandmarker:
         self._face_rois: list[np.ndarray] = []   # last frame's face-mesh ROIs (video mode: one mesh pass per face)
         self._prev_hands: list[np.ndarray] = []  # last frame's hand landmarks (video mode: ROI without re-crop)
         self._face_retry, self._hand_retry = RetryBackoff(), RetryBackoff()
-        self._hands_now: list[np.ndarray] = []
         self._frames_since_full = 0
         self._tile_cursor = 0
         self._frame_count = 0
@@ -144,23 +143,17 @@ class WholeBodyLandmarker:
         self._tracked_rois = [results[i].next_roi for i in kept]
         self._tracked_faces = [_face_box(results[i].landmarks.body_2d) for i in kept]
 
-        frame.people = []
-        face_rois = []
-        self._hands_now = []
+        people = [results[i].landmarks for i in kept]
         if self.hands is not None:
             start = time.perf_counter()
-            self._add_hands(image, [results[i].landmarks for i in kept])
+            self._prev_hands = self._add_hands(image, people)
             timings["hands"] += _ms(start)
         if self.face is not None:
             start = time.perf_counter()
-            face_rois = self._add_faces(image, [results[i].landmarks for i in kept])
+            self._face_rois = self._add_faces(image, people)
             timings["face"] += _ms(start)
-        for i in kept:
-            landmarks = results[i].landmarks
-            frame.people.append(Person(box=boxes[i].astype(np.float32), score=landmarks.body_score,
-                                       landmarks=landmarks))
-        self._face_rois = face_rois
-        self._prev_hands = self._hands_now
+        frame.people = [Person(box=boxes[i].astype(np.float32), score=landmarks.body_score, landmarks=landmarks)
+                        for i, landmarks in zip(kept, people)]
         self._face_retry.next_frame()
         self._hand_retry.next_frame()
         self.timings = dict(timings)
@@ -180,10 +173,11 @@ class WholeBodyLandmarker:
                 landmarks.face_2d = np.column_stack([face.points[:, :2], np.full(len(face.points), face.presence)])
         return rois
 
-    def _add_hands(self, image: np.ndarray, people: list[Landmarks]) -> None:
+    def _add_hands(self, image: np.ndarray, people: list[Landmarks]) -> list[np.ndarray]:
         """Both hands of every person, all crops in one batch (a second batch retries, from the body, the hands
         that tracking lost). A hand is kept only if its wrist is nearer its own body wrist than the other one
-        (an occluded hand's ROI often slides onto the visible hand) and the model's handedness agrees."""
+        (an occluded hand's ROI often slides onto the visible hand) and the model's handedness agrees. Returns
+        every hand found (kept or not): the next frame tracks from them."""
         requests, owners = [], []
         for landmarks in people:
             for side in ("left", "right"):
@@ -203,7 +197,6 @@ class WholeBodyLandmarker:
                 self._hand_retry.record(body[WRIST[side], :2], found=hand is not None)
             if hand is None:
                 continue
-            self._hands_now.append(hand.points)
             own = np.linalg.norm(hand.points[0, :2] - body[WRIST[side], :2])
             far = np.linalg.norm(hand.points[0, :2] - body[WRIST[other], :2])
             contradicts = hand.right_prob > 0.9 if side == "left" else hand.right_prob < 0.1
@@ -212,6 +205,7 @@ class WholeBodyLandmarker:
             points_2d = np.column_stack([hand.points[:, :2], np.full(21, hand.presence)]).astype(np.float32)
             setattr(landmarks, f"{side}_hand_2d", points_2d)
             setattr(landmarks, f"{side}_hand_3d", hand.points.astype(np.float32))
+        return [hand.points for hand in hands if hand is not None]
 
 
 class RetryBackoff:
