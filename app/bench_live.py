@@ -21,6 +21,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def letterboxed_frames(people: int, size=(640, 480)) -> list[np.ndarray]:
     import cv2
 
+    from mepo_core.bench import letterbox
     from mepo_core.paths import ASSETS_DIR
     cap, frames = cv2.VideoCapture(str(ASSETS_DIR / "demo" / "multi_person_demo.mp4")), []
     while True:
@@ -29,13 +30,7 @@ def letterboxed_frames(people: int, size=(640, 480)) -> list[np.ndarray]:
             break
         if people == 1:
             bgr = bgr[:, 560:]                      # the woman on the right only
-        h, w = bgr.shape[:2]
-        s = min(size[0] / w, size[1] / h)
-        small = cv2.resize(bgr, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((size[1], size[0], 3), np.uint8)
-        y, x = (size[1] - small.shape[0]) // 2, (size[0] - small.shape[1]) // 2
-        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
-        frames.append(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
+        frames.append(letterbox(bgr, *size))
     return frames
 
 

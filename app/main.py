@@ -6,6 +6,7 @@ import sys
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from mepo_core.engine.backends import BACKENDS
     p = argparse.ArgumentParser(prog="mepo --gui", description="MEPO Capture desktop app.")
     p.add_argument("--gui", action="store_true", help=argparse.SUPPRESS)
     src = p.add_mutually_exclusive_group()
@@ -16,7 +17,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fov", type=float, help="horizontal field of view in degrees")
     p.add_argument("--max-frames", type=int, help="stop the video after this many frames")
     p.add_argument("--smooth", help="smoothing preset (default: Settings; scripted runs: as `mepo --video/--image`)")
-    p.add_argument("--backend", default="litert", choices=("auto", "litert", "torch", "compile", "onnx", "tensorrt"),
+    p.add_argument("--backend", default="litert", choices=("auto", *BACKENDS),
                    help="inference engine for the landmark models (as `mepo --backend`)")
     p.add_argument("--record", metavar="TAKE.npz", help="record the whole input to this take (every frame processed)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window when the input ends")

@@ -9,6 +9,7 @@ VERBS = ("inspect", "bench", "model", "eval", "export", "train")
 
 
 def _capture_parser() -> argparse.ArgumentParser:
+    from .engine.backends import BACKENDS
     p = argparse.ArgumentParser(prog="mepo", description="Multi-person whole-body 3D capture (SMPL-X layout).",
                                 epilog="verbs: mepo inspect TAKE.npz | mepo export TAKE.npz ... | mepo bench [tracking|nets|refiner|backends] | mepo eval h36m|mepo|refiner | "
                                        "mepo train mepo|refiner | "
@@ -33,7 +34,7 @@ def _capture_parser() -> argparse.ArgumentParser:
     p.add_argument("--refiner-weights", help="refiner weights (default: assets/refiner/refiner.pt, refiner_mepo.pt or "
                                              "refiner_skeleton.pt, the ones trained for the --estimator)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the landmark models")
-    p.add_argument("--backend", choices=("auto", "litert", "torch", "compile", "onnx", "tensorrt"), default="litert",
+    p.add_argument("--backend", choices=("auto", *BACKENDS), default="litert",
                    help="inference engine for the detector/landmark models (mepo_core/engine): litert = LiteRT "
                         "XNNPACK (default); torch/compile/onnx/tensorrt = the torch ports; auto = TensorRT on an "
                         "NVIDIA GPU, else the fastest CPU backend measured on this machine")

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..nets.estimator import default_weights
 from ..train.plots import plot_loss_curve
 from ..paths import cache_dir
 from .core import apply_delta, assemble, nearest_context, observations, person_features
 from .model import K, PoseDiscriminator, RelationRefiner, ShapeDiscriminator
+from .skeleton import shipped_weights as skeleton_weights
 
 VARIANTS = {            # name: (n_people, token masking, discriminators)
     "full": (3, True, True),
@@ -287,8 +289,8 @@ def train_main(argv: list[str]) -> int:
                    help="initial estimate the refiner learns to correct: the fitting estimator (default), the "
                         "learned skeleton + IK (refine/skeleton.py, --skeleton-weights) or the MEPO networks + 2 LM "
                         "steps (--mepo-weights)")
-    p.add_argument("--skeleton-weights", default="assets/refiner/skeleton.pt")
-    p.add_argument("--mepo-weights", default="assets/nets/mepo.pt")
+    p.add_argument("--skeleton-weights", default=str(skeleton_weights()))
+    p.add_argument("--mepo-weights", default=str(default_weights()))
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     fk, load = _setup(a.threads, not a.quiet)
@@ -317,10 +319,10 @@ def eval_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="mepo eval refiner", description="Refiner ablation on synthetic val scenes.")
     p.add_argument("--runs", nargs="*", default=[], help="name=checkpoint-or-weights pairs")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--skeleton", nargs="?", const="assets/refiner/skeleton.pt", default=None,
+    p.add_argument("--skeleton", nargs="?", const=str(skeleton_weights()), default=None,
                    help="also score the learned-skeleton initial estimate (f^P + f^TS + IK, refine/skeleton.py) "
                         "and every run on top of it")
-    p.add_argument("--mepo", nargs="?", const="assets/nets/mepo.pt", default=None,
+    p.add_argument("--mepo", nargs="?", const=str(default_weights()), default=None,
                    help="also score the MEPO networks' initial estimate (as `mepo --estimator mepo`, with "
                         "--mepo-refine-iters LM steps) and every run on top of it")
     p.add_argument("--mepo-refine-iters", type=int, default=2, help="LM steps after the networks (capture default 2)")

@@ -19,7 +19,7 @@ from ..estimate.rotations import axis_angle_to_matrix
 from ..nets.losses import W_DEPTH, boxes, compute_losses, full_rotmats
 from ..nets.model import VARIANTS, MepoNet
 from ..nets.synth import dataset
-from ..paths import ASSETS_DIR, cache_dir
+from ..paths import cache_dir
 
 INPUT_KEYS = ("kp", "others", "sil", "world", "hands", "face_in", "face_ok")
 DEFAULT_DATA = dict(train_scenes=3000, val_scenes=300, train_seed=0, val_seed=1, max_clips=600)
@@ -396,10 +396,6 @@ def eval_main(argv: list[str]) -> int:
     return 0
 
 
-def shipped_weights() -> Path:
-    return ASSETS_DIR / "nets" / "mepo.pt"
-
-
 def bench_main(argv: list[str]) -> int:
     """`mepo bench nets`: inference cost per person of the networks alone and of the whole estimators."""
     p = argparse.ArgumentParser(prog="mepo bench nets", description="Per-person inference cost of the MEPO nets.")
@@ -417,7 +413,7 @@ def bench_main(argv: list[str]) -> int:
     d = dataset("val", cfg["val_scenes"], cfg["val_seed"], cfg["max_clips"], progress=False)
     body = load_body_model()
     ests = {"fit (IK + 2 LM)": SmplxEstimator(body, refine_iterations=2),
-            "mepo (net only)": MepoEstimator(body, weights=a.weights or shipped_weights())}
+            "mepo (net only)": MepoEstimator(body, weights=a.weights)}
     net = ests["mepo (net only)"].net
     t = prepare(d)
     print(f"threads={a.threads}")
