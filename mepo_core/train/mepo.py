@@ -190,6 +190,15 @@ def metrics(joints: np.ndarray, verts: np.ndarray, face: np.ndarray, depth_key: 
     ok = t["face_ok"].numpy() > 0
     gf = t["gt_face"].numpy()[ok]
     face_err = np.linalg.norm(_procrustes_batch(face[ok], gf) - gf, axis=-1).mean(1)
+    depth_acc, pairs = depth_order_accuracy(depth_key, t, higher_is_front)
+    return dict(mpjpe=1000 * mpjpe.mean(), pa_mpjpe=1000 * pa.mean(), mve=1000 * mve.mean(),
+                hand=1000 * hand_err.mean(), face=1000 * face_err.mean(), depth_acc=depth_acc,
+                pairs=pairs, people=len(gt_j))
+
+
+def depth_order_accuracy(depth_key: np.ndarray, t: dict, higher_is_front: bool) -> tuple[float, int]:
+    """Percent of occlusion pairs (Algorithm 1 levels, front above behind) that ``depth_key`` orders right, and
+    the number of pairs."""
     pairs = t["occlusion_pairs"].numpy()
     lev = t["level"].numpy()
     pairs = pairs[lev[pairs[:, 1]] > lev[pairs[:, 0]]]                       # ordered pairs (front above behind)
@@ -197,9 +206,7 @@ def metrics(joints: np.ndarray, verts: np.ndarray, face: np.ndarray, depth_key: 
         correct = depth_key[pairs[:, 1]] > depth_key[pairs[:, 0]]
     else:
         correct = depth_key[pairs[:, 1]] < depth_key[pairs[:, 0]]
-    return dict(mpjpe=1000 * mpjpe.mean(), pa_mpjpe=1000 * pa.mean(), mve=1000 * mve.mean(),
-                hand=1000 * hand_err.mean(), face=1000 * face_err.mean(), depth_acc=100 * correct.mean(),
-                pairs=len(pairs), people=len(gt_j))
+    return 100 * correct.mean(), len(pairs)
 
 
 @torch.no_grad()
@@ -228,8 +235,7 @@ def evaluate_model(model: MepoNet, t: dict, fk, full: bool = False) -> dict:
     m = metrics(joints.numpy(), verts.numpy(), face.numpy(), z.numpy(), t, False)
     m["depth_acc_z"] = m["depth_acc"]
     if model.variant == "henet_depth":          # the learned depth-order level (ties broken by metric depth)
-        m["depth_acc"] = metrics(joints.numpy(), verts.numpy(), face.numpy(), (out["level"] - 1e-3 * z).numpy(),
-                                 t, True)["depth_acc"]
+        m["depth_acc"] = depth_order_accuracy((out["level"] - 1e-3 * z).numpy(), t, True)[0]
     return m
 
 
