@@ -9,6 +9,7 @@ import torch
 
 from ..estimate.joint_map import MP_BODY, SMPLX_FROM_BODY
 from ..estimate.kinematics import SkeletonFK
+from ..estimate.rotations import matrix_to_axis_angle
 from ..paths import ASSETS_DIR
 from .model import K, RelationRefiner, rot6d, rot6d_to_matrix
 
@@ -148,28 +149,17 @@ class Refiner:
         x = frame_inputs(people, frame.camera)
         st, cam, box = x["params"], x["cam"], x["box"]
         rot = est._rotmats(st)
-        c = frame.camera
         kp, world = observations(x["kp21"], x["world21"])
         own, joints, root = person_features(self.fk, rot, st["betas"], st["transl"], box, kp, world, cam)
         tokens, pad = assemble(own, joints, root, nearest_context(root, self.n_people))
         d_rot, d_person = self.model(tokens, pad)
         R, betas, transl = apply_delta(rot, st["betas"], st["transl"], d_rot, d_person)
-        from ..estimate.rotations import matrix_to_axis_angle
         rv = matrix_to_axis_angle(R).numpy().astype(np.float32)
-        full = torch.cat([R, rot[:, K:]], 1)
-        j = self.fk.exact_joints(full, betas, st["expression"], transl)
-        from ..estimate.fit import project
-        uv = project(j, c).numpy()
         for i, p in enumerate(people):
             p.params.global_orient = rv[i, 0]
             p.params.body_pose = rv[i, 1:K].reshape(-1)
             p.params.betas = betas[i].numpy().astype(np.float32)
             p.params.transl = transl[i].numpy().astype(np.float32)
-            p.joints3d = j[i].numpy().astype(np.float32)
-            if p.keypoints2d is not None:
-                p.keypoints2d = np.concatenate([uv[i], p.keypoints2d[:, 2:3]], 1).astype(np.float32)
-        if any(p.vertices is not None for p in people):         # rendering needs the mesh: one batched pass
-            verts, _ = est.body_model.forward({k: torch.as_tensor(np.stack([getattr(p.params, k) for p in people]))
-                                               for k in people[0].params.KEYS})
-            for i, p in enumerate(people):
-                p.vertices = verts[i].numpy()
+        # joints, keypoints (landmark confidences kept) and, when rendering, vertices as the estimator makes them
+        est._finish(people, [p.params for p in people], torch.as_tensor(np.stack([p.keypoints2d for p in people])),
+                    frame.camera)
