@@ -66,7 +66,6 @@ class VideoSource:
         self.num_frames = min(n, max_frames) if (n > 0 and max_frames) else (n or max_frames or 0)
         self.max_frames = max_frames
         h, w = first.shape[:2]
-        self.source_size = (w, h)
         self.width, self.height, _ = _fit_size(w, h, max_side)
         self.camera = Camera.from_fov(self.width, self.height, fov_deg or DEFAULT_FOV_DEG)
         self._seek_to: int | None = None
@@ -113,9 +112,8 @@ class ImageSource:
         self.fov_deg, self.max_side = fov_deg, max_side
         self.fps = 1.0
         self.num_frames = len(self.paths)
-        first = self._read(self.paths[0])
-        self.height, self.width = first.shape[:2]
-        self.source_size = self._source_size
+        self._first = self._read(self.paths[0])        # decoded once: the first frame of the iteration too
+        self.height, self.width = self._first.shape[:2]
         self.camera = Camera.from_fov(self.width, self.height, fov_deg or exif_fov(self.paths[0]) or DEFAULT_FOV_DEG)
         self._seek_to: int | None = None
 
@@ -128,7 +126,6 @@ class ImageSource:
         if bgr is None or bgr.size == 0:
             raise SourceError(f"cannot read image (corrupt or unsupported format): {path}")
         h, w = bgr.shape[:2]
-        self._source_size = (w, h)
         nw, nh, _ = _fit_size(w, h, self.max_side)
         return _to_rgb(bgr, (nw, nh))
 
@@ -138,7 +135,8 @@ class ImageSource:
             if self._seek_to is not None:
                 i, self._seek_to = self._seek_to, None
             path = self.paths[i]
-            rgb = self._read(path)
+            rgb = self._first if i == 0 and self._first is not None else self._read(path)
+            self._first = None
             cam = self.camera
             if rgb.shape[:2] != (cam.height, cam.width):
                 cam = Camera.from_fov(rgb.shape[1], rgb.shape[0], self.fov_deg or exif_fov(path) or DEFAULT_FOV_DEG)
@@ -173,7 +171,6 @@ class CameraSource:
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 30.0)
         self.num_frames = 0
         self.height, self.width = first.shape[:2]
-        self.source_size = (self.width, self.height)
         self.camera = Camera.from_fov(self.width, self.height, fov_deg or DEFAULT_FOV_DEG)
 
     def __iter__(self) -> Iterator[FrameRecord]:
