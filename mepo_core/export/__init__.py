@@ -79,6 +79,6 @@ def export_take(take_path: str, fbx: str | None = None, glb: str | None = None, 
         if fbx:
             from .fbx import write_fbx
             with atomic_path(fbx, ".tmp.fbx") as tmp:
-                write_fbx(tmp, take, options, progress=bar.update)
+                write_fbx(tmp, take, people, options, progress=bar.update)
             written.append(str(fbx))
     return written

@@ -30,7 +30,6 @@ from ..body.skeleton import SMPLX_PARENTS
 from ..errors import MepoError
 from ..paths import ASSETS_DIR
 from .motion import NUM_JOINTS, ExportOptions
-from .scene import build_people
 
 BLENDER_SCRIPT = Path(__file__).with_name("blender_fbx.py")
 SETUP_HINT = "run packaging/setup_bpy.sh (or set MEPO_BPY_PYTHON to a python with bpy 5.0)"
@@ -83,8 +82,8 @@ def _bones(rest_positions: np.ndarray, rest_offsets: np.ndarray, unit: float = 1
     return orient, lengths
 
 
-def write_fbx(path: str, take: dict, options: ExportOptions, progress=None) -> None:
-    people = build_people(take, options)           # in the file's own axes and units (see the module doc)
+def write_fbx(path: str, take: dict, people: list, options: ExportOptions, progress=None) -> None:
+    """``people``: ``build_people(take, options)``, in the file's own axes and units (see the module doc)."""
     names = options.joint_names()
     data: dict[str, np.ndarray] = {"fps": np.array(float(take["fps"])), "up": np.array(options.up),
                                    "units": np.array(options.units),
