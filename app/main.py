@@ -55,12 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     smoothing = args.smooth or (("off" if args.image else "medium") if scripted else settings.smoothing)
 
     def pipeline_factory(smooth: str):
-        import inspect
-
         from mepo_core.pipeline import CapturePipeline
-        extra = {"smooth": smooth} if "smooth" in inspect.signature(CapturePipeline.create).parameters else {}
         return CapturePipeline.create(model_dir=model_dir, still_image=bool(args.image), with_vertices=False,
-                                      backend=args.backend, **extra)
+                                      backend=args.backend, smooth=smooth)
 
     window = MainWindow(settings, pipeline_factory, smoothing=smoothing)
     exit_code = {"value": 0}

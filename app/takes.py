@@ -11,14 +11,6 @@ from PyQt6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QListWidget, QLi
 from mepo_core.io.take_journal import recover_take, unfinished_takes
 
 
-def export_available() -> bool:
-    """True once the export package (another issue) is part of mepo_core."""
-    try:
-        from mepo_core.export import export_take  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
 
 def export_take(path: str, formats: list[str], out_dir: str, model_dir: str | None = None) -> list[str]:
     """Export a take to the chosen formats next to each other in ``out_dir`` (through ``mepo_core.export``)."""
@@ -63,7 +55,6 @@ class TakesPanel(QWidget):
             b.clicked.connect(slot)
             row.addWidget(b)
             self.buttons[name] = b
-        self.buttons["Export"].setVisible(export_available())
         layout.addLayout(row)
 
     def folder(self) -> str:

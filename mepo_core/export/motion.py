@@ -198,20 +198,6 @@ class PersonMotion:
             translations[:, 0] = s * root @ W.T + self.shift
             yield MotionChunk(start, rotations, translations, self.take["expression"][frames, self.p])
 
-    def world_joints(self, chunk: MotionChunk) -> np.ndarray:
-        """Forward kinematics of a chunk -> (n, 55, 3) joint positions in the export frame (for tests)."""
-        n = len(chunk.rotations)
-        rot = np.empty((n, NUM_JOINTS, 3, 3))
-        pos = np.empty((n, NUM_JOINTS, 3))
-        for j in range(NUM_JOINTS):
-            parent = SMPLX_PARENTS[j]
-            if parent < 0:
-                rot[:, j], pos[:, j] = chunk.rotations[:, j], chunk.translations[:, j]
-            else:
-                rot[:, j] = rot[:, parent] @ chunk.rotations[:, j]
-                pos[:, j] = pos[:, parent] + np.einsum("nij,nj->ni", rot[:, parent], chunk.translations[:, j])
-        return pos
-
 
 def export_points(take: dict, options: ExportOptions, points: np.ndarray, p: int, shift: np.ndarray) -> np.ndarray:
     """Camera-frame points (..., 3) of person p -> export frame (what the exported joints should equal)."""
