@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ..body.skeleton import SMPLX_PARENTS
 from .rotations import align_frames, fraction_of_rotation, normalize, rodrigues_cos_sin, swing
 from .joint_map import finger_chains
 
@@ -173,13 +174,8 @@ def solve_ik(J: torch.Tensor, T: torch.Tensor, conf: torch.Tensor, twist: torch.
     return torch.stack(R, 1)
 
 
-PARENTS_55 = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
-              20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
-              21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53]
-
-
 def _globals(R: list[torch.Tensor]) -> list[torch.Tensor]:
     G = [R[0]]
     for k in range(1, 55):
-        G.append(G[PARENTS_55[k]] @ R[k])
+        G.append(G[SMPLX_PARENTS[k]] @ R[k])
     return G

@@ -109,7 +109,7 @@ def root_targets(root: torch.Tensor, box: torch.Tensor, cam: torch.Tensor):
 def global_rotations(R: torch.Tensor, parents=None) -> list[torch.Tensor]:
     """(B, J, 3, 3) local rotations -> per joint (B, 3, 3) global rotations (default tree: SMPL-X's 55 joints)."""
     if parents is None:
-        from ..estimate.ik import PARENTS_55 as parents
+        from ..body.skeleton import SMPLX_PARENTS as parents
     G = [R[:, 0]]
     for k in range(1, R.shape[1]):
         G.append(G[parents[k]] @ R[:, k])
@@ -133,7 +133,7 @@ def twist_labels(fk, gt_aa: torch.Tensor, gt_betas: torch.Tensor, gt_joints: tor
     IK itself builds for their parent (collar swung onto the shoulder / pelvis from the hip line and spine1; with
     all joints as targets they equal GT's except for the collar's unobservable twist), elbows/knees relative to
     the GT parent (IK reproduces it once the parent's twist is right)."""
-    from ..estimate.ik import PARENTS_55 as P55
+    from ..body.skeleton import SMPLX_PARENTS as P55
     R_gt = axis_angle_to_matrix(gt_aa)
     J = fk.rest_joints(gt_betas)
     R_ik = solve_ik(J, gt_joints, torch.ones(gt_joints.shape[:2]))

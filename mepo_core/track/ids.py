@@ -103,7 +103,7 @@ class IdTracker:
         people, t = frame.people, frame.timestamp
         dets = [self._detection(frame, p) for p in people]
         crowded = _overlapping(np.array([d.box for d in dets], np.float32).reshape(-1, 4))
-        assigned = self._assign(dets, t) if dets and self.tracks else {}
+        assigned = self._assign(dets, t, crowded) if dets and self.tracks else {}
         for i, (person, det) in enumerate(zip(people, dets)):
             if i in assigned:
                 track = self.tracks[assigned[i]]
@@ -135,9 +135,9 @@ class IdTracker:
                          landmark_position3d(lm.body_2d, lm.body_world, frame.camera),
                          torso_histogram(frame.image, lm.body_2d))
 
-    def _assign(self, dets: list[Detection], t: float) -> dict[int, int]:
-        """detection index -> track index."""
-        cost, app = self._cost(dets, t)
+    def _assign(self, dets: list[Detection], t: float, crowded: np.ndarray) -> dict[int, int]:
+        """detection index -> track index (``crowded``: detections overlapping another one)."""
+        cost, app = self._cost(dets, t, crowded)
         rows, cols = linear_sum_assignment(cost)
         out = {}
         for r, c in zip(rows, cols):
@@ -158,7 +158,7 @@ class IdTracker:
         best_other = min(others_t.min(initial=INF), others_d.min(initial=INF))
         return best_other - cost[r, c] > self.reentry_margin
 
-    def _cost(self, dets: list[Detection], t: float) -> tuple[np.ndarray, np.ndarray]:
+    def _cost(self, dets: list[Detection], t: float, crowded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tracks, detections) assignment cost and appearance distance (inf where unknown)."""
         horizon = 0.5                               # seconds of constant-velocity extrapolation at most
         preds = np.stack([tr.predict_box(t, horizon) for tr in self.tracks])
@@ -189,7 +189,7 @@ class IdTracker:
         motion += np.where(np.isnan(d3), 0.1, 0.15 * np.minimum(np.nan_to_num(d3), 3.0))
         cost = motion_w * motion + (1.0 - motion_w) * 0.3
         # a detection overlapping another person may show that person's colours on its torso: half weight
-        app_w = np.where(_overlapping(boxes), 0.3, 0.6)[None, :]
+        app_w = np.where(crowded, 0.3, 0.6)[None, :]
         cost += np.where(np.isfinite(app), app_w * np.where(np.isfinite(app), app, 0.0), 0.15)
         cost = np.where(d2 > gate, INF, cost)
         # a lost track can only be taken back by a detection whose colours agree (``_reentry_ok``): anything
